@@ -1,0 +1,55 @@
+"""Options of a run, validated. Unknown fields are rejected so a typo never passes silently."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ensemble_nb.core.errors import UserError
+from ensemble_nb.core.registry import DEFAULT_MODELS
+
+SynthesisStrategy = Literal["best_confidence"]
+
+
+class RunOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    max_tokens: int = Field(default=48, ge=1, le=32_768)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=5, ge=0, le=20, description="alternatives shown per token")
+    timeout: float | None = Field(default=120.0, gt=0, description="seconds per model")
+    budget: float = Field(default=0.25, ge=0.0, le=10.0, description="extra cost/time allowed, 0.25 = +25 %")
+    system: str | None = None
+    seed: int = 0
+    synthesis: SynthesisStrategy = "best_confidence"
+    retry_below: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="retry spans whose confidence is below this (None = never)")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = [m for m in v.replace(",", " ").split() if m]
+        if isinstance(v, list | tuple) and not v:
+            raise ValueError("give at least one model")
+        return v
+
+
+def make_options(**kwargs: object) -> RunOptions:
+    """Build :class:`RunOptions`, turning validation errors into one-line :class:`UserError`."""
+    try:
+        return RunOptions(**kwargs)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "options"
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(RunOptions.model_fields)
+        return f"unknown option '{where}': known options are {known}"
+    return f"bad value for '{where}': {err['msg']} (got {err.get('input')!r})"
