@@ -23,7 +23,6 @@ from ensemble_nb.core.events import (
 )
 from ensemble_nb.core.result import RunResult
 
-
 _CHUNK = 32
 
 

@@ -27,7 +27,8 @@ def to_bits(nats: float | NDArray[np.floating]) -> float | NDArray[np.floating]:
 def log_softmax(logits: ArrayLike) -> NDArray[np.float64]:
     x = np.asarray(logits, dtype=np.float64)
     z = x - x.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    out: NDArray[np.float64] = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return out
 
 
 def entropy_from_logits(logits: ArrayLike) -> float | NDArray[np.floating]:

@@ -45,6 +45,13 @@ class ServerError(ProviderError):
     retryable = True
 
 
+class ProviderTimeout(ProviderError):
+    """The server accepted the request but sent nothing for longer than the timeout."""
+
+    kind = "timeout"
+    retryable = True
+
+
 class AuthError(ProviderError):
     kind = "auth_error"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,7 +80,7 @@ class ScriptedProvider:
     def capabilities(self) -> Capabilities:
         return Capabilities(logprobs=True, max_top_k=20, full_vocab_entropy=True, prefix=True)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamItem]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamItem, None]:
         self.requests.append(request)
         steps = self._script(request) if callable(self._script) else self._script
         n = 0
@@ -124,5 +124,5 @@ def _token(step: Step, k: int) -> Token:
     entropy = float(entropy_from_probs(p_full))
     ranked = sorted(head.items(), key=lambda kv: -kv[1])[:k]
     norm = 1.0 if tail_mass > 0 and step.tail_size > 0 else total
-    alts = tuple(Alternative(t, math.log(q / norm)) for t, q in ranked)
-    return Token(step.text, math.log(head[step.text] / norm), entropy, "full", alts)
+    ranked_alts = tuple(Alternative(t, math.log(q / norm)) for t, q in ranked)
+    return Token(step.text, math.log(head[step.text] / norm), entropy, "full", ranked_alts)

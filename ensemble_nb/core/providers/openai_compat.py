@@ -1,0 +1,163 @@
+"""A provider for any OpenAI-compatible ``/chat/completions`` endpoint, streamed over httpx.
+
+Works with OpenAI, OpenRouter, vLLM, Ollama and llama.cpp's server. Token log-probabilities
+come from ``choices[0].logprobs.content``; a server that ignores the request still streams
+text, and its tokens then carry ``entropy_kind == "none"`` (not an error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse
+
+from ensemble_nb.core.errors import (
+    ConnectError,
+    ProtocolError,
+    ProviderError,
+    ProviderTimeout,
+    ServerError,
+    UserError,
+)
+from ensemble_nb.core.providers.base import Capabilities, GenerationRequest
+from ensemble_nb.core.providers.openai_wire import (
+    ChunkParser,
+    build_body,
+    error_from_status,
+    rejects_logprobs,
+    stream_error,
+)
+from ensemble_nb.core.registry import ModelSpec
+from ensemble_nb.core.tokens import StreamItem
+
+__all__ = ["OpenAICompatProvider", "ProviderTimeout"]
+
+# Generous read timeout: a large model may think for a long time before its first token.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
+
+
+class OpenAICompatProvider:
+    """Streams one chat completion per :meth:`stream` call.
+
+    Without ``client`` the provider makes its own and closes it in :meth:`aclose`; an injected
+    client belongs to the caller and is left open. The API key comes from ``api_key`` or else
+    from the environment variable the spec names; with no key no ``Authorization`` is sent.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        client: httpx.AsyncClient | None = None,
+        *,
+        api_key: str | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> None:
+        base_url = spec.resolved_base_url()
+        if not base_url:
+            where = f"set {spec.base_url_env}" if spec.base_url_env else "give its spec a base_url"
+            raise UserError(f"model '{spec.id}' has no server address: {where}")
+        self._spec = spec
+        self._base_url = base_url.rstrip("/")
+        self._api_key = (api_key if api_key is not None else spec.api_key()) or None
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout or DEFAULT_TIMEOUT)
+
+    @property
+    def model_id(self) -> str:
+        return self._spec.id
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            logprobs=self._spec.logprobs,
+            max_top_k=self._spec.max_top_k,
+            full_vocab_entropy=False,
+            prefix=False,
+            vocab_size=self._spec.vocab_size,
+        )
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self._client
+
+    @property
+    def url(self) -> str:
+        return f"{self._base_url}/chat/completions"
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    def _where(self) -> str:
+        env = self._spec.base_url_env
+        return f"set {env} to its address" if env else "check the base_url in the model's spec"
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamItem, None]:
+        who = self._spec.id
+        want_logprobs = self._spec.logprobs
+        try:
+            while True:
+                body = build_body(self._spec.model or self._spec.id, request, logprobs=want_logprobs,
+                                  max_top_k=self._spec.max_top_k)
+                # Leaving this block (end, error, aclose() or cancellation at a yield) closes the
+                # response, which returns the connection to the pool.
+                async with aconnect_sse(self._client, "POST", self.url, json=body,
+                                        headers=self._headers()) as source:
+                    response = source.response
+                    if response.status_code != 200:
+                        await response.aread()
+                        error = error_from_status(
+                            response.status_code, response.headers, response.content, who=who,
+                            key_env=self._spec.api_key_env, secret=self._api_key)
+                        if want_logprobs and rejects_logprobs(error):
+                            # e.g. OpenAI reasoning models: answer without probabilities instead.
+                            want_logprobs = False
+                            continue
+                        raise error
+                    content_type = response.headers.get("content-type", "").partition(";")[0].strip()
+                    if content_type != "text/event-stream":
+                        env = self._spec.base_url_env or "the spec's base_url"
+                        raise ProtocolError(
+                            f"{who}: expected an event stream from {self.url}, got "
+                            f"{content_type or 'no content type'}: point {env} at an OpenAI-compatible "
+                            "/v1 endpoint")
+                    parser = ChunkParser(request.top_k, self._spec.vocab_size, who=who, secret=self._api_key)
+                    async with aclosing(source.aiter_sse()) as events:
+                        async for event in events:
+                            if event.event == "error":
+                                raise stream_error(event.data, who=who, secret=self._api_key)
+                            for token in parser.feed(event.data):
+                                yield token
+                            if parser.done:
+                                break
+                    if not parser.done and parser.finish_reason is None:
+                        raise ServerError(f"{who}: the stream from {self._base_url} ended before the "
+                                          "answer was complete; retry")
+                # Outside the block: a consumer that keeps the generator after the end holds no
+                # connection.
+                yield parser.completion(_prompt_chars(request))
+                return
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            message = f"cannot reach {self._base_url}: is the server running? {self._where()}"
+            raise ConnectError(message) from exc
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(
+                f"{who}: {self._base_url} sent nothing for too long ({type(exc).__name__}); the server may "
+                "be overloaded: retry, or pass a longer httpx timeout") from exc
+        except SSEError as exc:
+            raise ProtocolError(f"{who}: unreadable event stream from {self._base_url}: {exc}") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise ServerError(f"{who}: the connection to {self._base_url} dropped mid-answer "
+                              f"({type(exc).__name__}); retry") from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"{who}: the request to {self._base_url} failed "
+                                f"({type(exc).__name__}: {exc})") from exc
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+def _prompt_chars(request: GenerationRequest) -> int:
+    return len(request.system or "") + len(request.user_content()) + len(request.prefix)
