@@ -1,4 +1,10 @@
-"""Streaming one member: provider items in, events out, and exactly one end event."""
+"""Streaming one member: provider items in, events out, and exactly one end event.
+
+Besides the run's overall ``timeout`` a member may have orchestrator deadlines: one for its
+first token and one for the longest silence between tokens. Whichever is due first is armed on
+a single ``asyncio.timeout`` and moved after every token; the one that fires is reported as the
+``timeout`` of ``ModelTimedOut``.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from ensemble_nb.core.events import (
     ModelTimedOut,
     TokenReceived,
 )
+from ensemble_nb.core.orchestrator.budget import request_prompt_tokens
+from ensemble_nb.core.orchestrator.deadlines import Deadlines
 from ensemble_nb.core.providers.base import GenerationRequest, Provider
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import Completion, Token, Usage
@@ -38,28 +46,52 @@ class Member:
         self.task: asyncio.Task[None] | None = None
         self.texts: list[str] = []
         self.ended = False
+        self._error: BaseException | None = None
 
     @property
     def model(self) -> str:
         return self.spec.id
 
-    async def run(self, request: GenerationRequest, timeout: float | None, emit: Emit,
-                  run_cancelled: Callable[[], bool]) -> None:
+    # The timeout is one of the deadlines armed together on one asyncio.timeout below.
+    async def run(self, request: GenerationRequest, timeout: float | None, emit: Emit,  # noqa: ASYNC109
+                  run_cancelled: Callable[[], bool], deadlines: Deadlines | None = None) -> None:
+        loop = asyncio.get_running_loop()
         started = time.monotonic()
+        start_at = loop.time()
         ttft: float | None = None
         usage: Usage | None = None
         finish = "stop"
+        armed: float | None = timeout
+        dl = deadlines or Deadlines()
         emit(ModelStarted(run_id=self.run_id, t=self.clock(), model=self.model))
 
+        def rearm(cm: asyncio.Timeout) -> None:
+            # The earliest of: the overall timeout, the first-token or else the stall deadline.
+            nonlocal armed
+            now = loop.time()
+            due: list[tuple[float, float]] = []
+            if timeout is not None:
+                due.append((start_at + timeout, timeout))
+            if ttft is None and dl.first_token is not None:
+                due.append((start_at + dl.first_token, dl.first_token))
+            elif ttft is not None and dl.stall is not None:
+                due.append((now + dl.stall, dl.stall))
+            when, armed = min(due) if due else (None, timeout)
+            cm.reschedule(when)
+
         def end_fields() -> dict[str, object]:
-            u = usage or Usage(0, len(self.texts))
+            # Without the provider's count, the prompt is estimated: a request that reached the
+            # provider (it answered, or was cut in flight) is billed for its prompt.
+            billed = ttft is not None or (self._error is None and self.provider is not None)
+            u = usage or Usage(request_prompt_tokens(request) if billed else 0, len(self.texts))
             return dict(run_id=self.run_id, t=self.clock(), model=self.model, text="".join(self.texts),
                         n_tokens=len(self.texts), usage=u, ttft=ttft, duration=time.monotonic() - started,
                         cost=self.spec.cost(u.prompt_tokens, u.completion_tokens))
 
         try:
             self.provider = self.factory(self.spec)
-            async with asyncio.timeout(timeout), aclosing(self.provider.stream(request)) as stream:
+            async with asyncio.timeout(None) as cm, aclosing(self.provider.stream(request)) as stream:
+                rearm(cm)
                 async for item in stream:
                     if isinstance(item, Token):
                         if ttft is None:
@@ -70,11 +102,12 @@ class Member:
                             entropy_kind=item.entropy_kind, alternatives=item.alternatives, bounds=item.bounds,
                         ))
                         self.texts.append(item.text)
+                        rearm(cm)
                     elif isinstance(item, Completion):
                         usage, finish = item.usage, item.finish_reason
             emit(ModelFinished(**end_fields(), finish_reason=finish))  # type: ignore[arg-type]
         except TimeoutError:
-            emit(ModelTimedOut(**end_fields(), timeout=timeout or 0.0))  # type: ignore[arg-type]
+            emit(ModelTimedOut(**end_fields(), timeout=armed or 0.0))  # type: ignore[arg-type]
         except asyncio.CancelledError:
             by_run = run_cancelled() or self.cancel_reason is None
             reason = "run" if by_run else self.cancel_reason
@@ -86,9 +119,11 @@ class Member:
             if task is not None:
                 task.uncancel()
         except (ProviderError, UserError) as exc:
-            emit(ModelFailed(**end_fields(), error=str(exc),
-                             error_kind=getattr(exc, "kind", "user_error")))  # type: ignore[arg-type]
+            self._error = exc
+            emit(ModelFailed(**end_fields(), error=str(exc),  # type: ignore[arg-type]
+                             error_kind=getattr(exc, "kind", "user_error")))
         except Exception as exc:  # a bug in a provider must not take the other members down
+            self._error = exc
             emit(ModelFailed(**end_fields(), error=redact(f"{type(exc).__name__}: {exc}"),  # type: ignore[arg-type]
                              error_kind="internal"))
         finally:

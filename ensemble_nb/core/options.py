@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ensemble_nb.core.errors import UserError
 from ensemble_nb.core.registry import DEFAULT_MODELS
 
-SynthesisStrategy = Literal["best_confidence"]
+SynthesisStrategy = Literal["best_confidence", "vote", "span_merge", "llm"]
 
 
 class RunOptions(BaseModel):
@@ -27,6 +27,14 @@ class RunOptions(BaseModel):
     synthesis: SynthesisStrategy = "best_confidence"
     retry_below: float | None = Field(
         default=None, ge=0.0, le=1.0, description="retry spans whose confidence is below this (None = never)")
+    retry_max: int = Field(default=3, ge=0, le=100, description="at most this many automatic span retries per run")
+    retry_max_tokens: int = Field(default=256, ge=1, description="token budget of the automatic retries of a run")
+    retry_samples: int = Field(
+        default=2, ge=0, le=8, description="sampled attempts by the span's own model per retry (besides other members)")
+    orchestrate: bool | None = Field(
+        default=None, description="let the policy pick members among the models (None: unless they were listed)")
+    policy: str = Field(default="budget", min_length=1,
+                        description="orchestrator policy: 'budget', 'all' or a name given to register_policy")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -41,7 +49,7 @@ class RunOptions(BaseModel):
 def make_options(**kwargs: object) -> RunOptions:
     """Build :class:`RunOptions`, turning validation errors into one-line :class:`UserError`."""
     try:
-        return RunOptions(**kwargs)  # type: ignore[arg-type]
+        return RunOptions.model_validate(kwargs)
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc)) from None
 

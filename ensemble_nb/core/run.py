@@ -1,5 +1,10 @@
 """A run: the ensemble's members streaming in parallel under one task group.
 
+Before the members start, the orchestrator's policy plans the run (``PlanChosen``): which of the
+requested models run, the primary, each member's deadlines, a hedge and a quorum. When the plan
+is supervised a :class:`~ensemble_nb.core.orchestrator.supervisor.TailSupervisor` task runs
+beside the members (hedge, fallback, quorum). Every run's events feed the latency tracker.
+
 The run owns every task it starts. Its commands (cancel one model, cancel the run) may come
 from any thread — widget callbacks arrive on ipykernel's comm threads — and are handed to the
 run's event loop; only the loop touches the run's state.
@@ -8,13 +13,16 @@ run's event loop; only the loop touches the run's state.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ensemble_nb.core.events import (
     Event,
+    ModelCancelled,
     PlanChosen,
     RetrievalDone,
     RunFinished,
@@ -24,6 +32,11 @@ from ensemble_nb.core.events import (
 )
 from ensemble_nb.core.member import Member
 from ensemble_nb.core.options import RunOptions
+from ensemble_nb.core.orchestrator.deadlines import Deadlines
+from ensemble_nb.core.orchestrator.latency import LatencyTracker, default_tracker, series_key
+from ensemble_nb.core.orchestrator.plans import Plan, PlanContext
+from ensemble_nb.core.orchestrator.policy import AllPolicy, Policy, policy_for
+from ensemble_nb.core.orchestrator.supervisor import TailSupervisor
 from ensemble_nb.core.providers.base import GenerationRequest, Provider
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.result import RunResult
@@ -38,7 +51,10 @@ class EnsembleRun:
     """Handle of one run: start it, watch its events, cancel parts of it, await its result."""
 
     def __init__(self, prompt: str, options: RunOptions, specs: Sequence[ModelSpec],
-                 provider_factory: ProviderFactory, *, retriever: Retriever | None = None) -> None:
+                 provider_factory: ProviderFactory, *, retriever: Retriever | None = None,
+                 policy: Policy | None = None, tracker: LatencyTracker | None = None) -> None:
+        """``policy`` defaults to the one ``options`` name (see ``policy_for``), ``tracker`` to
+        the process's latency tracker."""
         self.run_id = uuid.uuid4().hex[:12]
         self.prompt = prompt
         self.options = options
@@ -56,6 +72,11 @@ class EnsembleRun:
         self.context: tuple[str, ...] = ()
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self.errors: list[str] = []
+        self.policy = policy if policy is not None else policy_for(options)
+        self.tracker = tracker if tracker is not None else default_tracker()
+        self.plan: Plan | None = None
+        self.supervisor: TailSupervisor | None = None
+        self._hooks: list[Listener] = [self.tracker.recorder(self._endpoint_of)]
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> EnsembleRun:
@@ -65,6 +86,11 @@ class EnsembleRun:
             self._t0 = time.monotonic()
             self._task = self._loop.create_task(self._main(), name=f"ensemble-run-{self.run_id}")
         return self
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the run executes on (None until started); commands go there."""
+        return self._loop
 
     @property
     def done(self) -> bool:
@@ -151,8 +177,8 @@ class EnsembleRun:
     async def events(self) -> AsyncIterator[Event]:
         """Every event of the run, from the first, until the run has finished."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        for event in self.result.events:
-            queue.put_nowait(event)
+        for past in self.result.events:
+            queue.put_nowait(past)
         if self.done:
             queue.put_nowait(None)
         else:
@@ -166,6 +192,8 @@ class EnsembleRun:
 
     def emit(self, event: Event) -> None:
         self.result.apply(event)
+        for hook in self._hooks:
+            hook(event)
         for q in self._queues:
             q.put_nowait(event)
         for listener in list(self._listeners):
@@ -181,6 +209,31 @@ class EnsembleRun:
                     temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, seed=o.seed)
         return GenerationRequest(**{**base, **changes})
 
+    def _endpoint_of(self, member: str) -> tuple[str, str]:
+        spec = self.specs.get(member)
+        return series_key(member, spec.endpoint if spec is not None else "default")
+
+    def _make_plan(self) -> Plan:
+        ctx = PlanContext.for_run(self.prompt, list(self.specs.values()), self.options, context=self.context,
+                                  tracker=self.tracker)
+        try:
+            return self.policy.plan(ctx)
+        except Exception as exc:  # a policy being prototyped must not lose the user's answer
+            self.errors.append(f"policy {getattr(self.policy, 'name', '?')} failed: {type(exc).__name__}: {exc}")
+            plan = AllPolicy().plan(ctx)
+            return replace(plan, notes=(f"{self.errors[-1]}; every model runs instead", *plan.notes))
+
+    def _start_member(self, group: asyncio.TaskGroup, spec: ModelSpec, request: GenerationRequest,
+                      deadlines: Deadlines, effort: str | None) -> None:
+        self.specs.setdefault(spec.id, spec)  # a hedge copy: retry and the tracker look it up
+        if effort != request.reasoning_effort:
+            request = request.model_copy(update={"reasoning_effort": effort})
+        member = Member(spec, self.provider_factory, self.run_id, self.clock)
+        self.members[spec.id] = member
+        member.task = group.create_task(
+            member.run(request, self.options.timeout, self.emit, lambda: self._cancel_requested, deadlines),
+            name=f"ensemble-{self.run_id}-{spec.id}")
+
     async def _main(self) -> RunResult:
         status = "ok"
         try:
@@ -190,26 +243,33 @@ class EnsembleRun:
                 retrieved = await self.retriever(self.prompt)
                 if retrieved is not None:
                     self.context = tuple(p.text for p in retrieved.passages)
-                    self.emit(retrieved)
-            members = tuple(self.specs)
-            self.emit(PlanChosen(run_id=self.run_id, t=self.clock(), primary=members[0], members=members,
-                                 reason="every requested model runs (no orchestrator policy given)"))
+                    # The retriever cannot know the run: stamp the event as this run's.
+                    self.emit(dataclasses.replace(retrieved, run_id=self.run_id, t=self.clock()))
+            plan = self.plan = self._make_plan()
+            self.emit(PlanChosen(run_id=self.run_id, t=self.clock(), primary=plan.primary, members=plan.models,
+                                 reason=plan.reason, expected_cost=plan.expected_cost,
+                                 expected_seconds=plan.expected_seconds))
             request = self.request()
+            if plan.supervised:
+                self.supervisor = TailSupervisor(plan, clock=self.clock, cancel=self._cancel_member)
+                self._hooks.append(self.supervisor.on_event)
             async with asyncio.TaskGroup() as group:
-                for model in members:
-                    member = Member(self.specs[model], self.provider_factory, self.run_id, self.clock)
-                    self.members[model] = member
-                    member.task = group.create_task(
-                        member.run(request, self.options.timeout, self.emit, lambda: self._cancel_requested),
-                        name=f"ensemble-{self.run_id}-{model}")
+                def start(spec: ModelSpec, deadlines: Deadlines, effort: str | None) -> None:
+                    self._start_member(group, spec, request, deadlines, effort)
+
+                for mp in plan.members:
+                    start(self.specs[mp.model], mp.deadlines, mp.reasoning_effort)
+                if self.supervisor is not None:
+                    group.create_task(self.supervisor.watch(start), name=f"ensemble-{self.run_id}-supervisor")
             synthesis = synthesize(list(self.result.models.values()), self.options.synthesis)
+            if self.supervisor is not None and self.supervisor.notes:
+                synthesis = replace(synthesis, notes=(*synthesis.notes, *self.supervisor.notes))
             self.emit(SynthesisReady(run_id=self.run_id, t=self.clock(), synthesis=synthesis))
             if self.options.retry_below is not None:
                 from ensemble_nb.core.retry import retry_low_confidence
 
                 await retry_low_confidence(self, self.options.retry_below)
-            finished = sum(r.status == "finished" for r in self.result.models.values())
-            status = "ok" if finished == len(members) else "partial" if synthesis.text else "failed"
+            status = "ok" if self._all_went_to_plan() else "partial" if synthesis.text else "failed"
         except asyncio.CancelledError:
             status = "cancelled"
             if not self._cancel_requested:
@@ -221,6 +281,15 @@ class EnsembleRun:
             for q in self._queues:
                 q.put_nowait(None)
         return self.result
+
+    def _all_went_to_plan(self) -> bool:
+        """Every started member finished, or was cut by the orchestrator on purpose."""
+        for model in self.members:
+            end = self.result.models[model].end
+            by_design = isinstance(end, ModelCancelled) and end.reason in ("quorum", "hedge")
+            if not by_design and self.result.models[model].status != "finished":
+                return False
+        return True
 
     def _total_cost(self) -> float | None:
         costs = [r.cost for r in self.result.models.values() if r.cost is not None]
