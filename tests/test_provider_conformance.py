@@ -13,7 +13,7 @@ from ensemble_nb.core.providers.base import GenerationRequest
 from ensemble_nb.core.tokens import Completion, Token
 from tests.harnesses.base import Harness
 
-HARNESS_MODULES = ["scripted", "openai_compat", "llama_local"]
+HARNESS_MODULES = ["scripted", "openai_compat", "llama_local", "gemini", "anthropic", "bedrock"]
 
 
 def _load(name: str) -> Harness:
@@ -32,7 +32,7 @@ def harness(request: pytest.FixtureRequest) -> Harness:
 
 async def _collect(harness: Harness, **kw: object) -> tuple[list[Token], list[Completion]]:
     provider = harness.make()
-    req = GenerationRequest(prompt=harness.prompt, **kw)  # type: ignore[arg-type]
+    req = GenerationRequest(prompt=harness.prompt, **kw)
     tokens: list[Token] = []
     ends: list[Completion] = []
     async with aclosing(provider.stream(req)) as stream:
@@ -52,6 +52,13 @@ async def test_tokens_carry_valid_probabilities(harness: Harness) -> None:
     tokens, ends = await _collect(harness, max_tokens=12, top_k=5)
     assert len(tokens) >= 8
     assert "".join(t.text for t in tokens).strip()
+    if not getattr(harness, "logprobs", True):
+        # A provider without probabilities (Anthropic) must say so instead of inventing them.
+        for tok in tokens:
+            assert tok.entropy_kind == "none" and tok.entropy is None and tok.bounds is None
+            assert tok.logprob is None and tok.alternatives == ()
+        assert len(ends) == 1 and ends[0].usage is not None
+        return
     for tok in tokens:
         assert tok.logprob is not None and tok.logprob <= 1e-6
         assert tok.entropy is not None and tok.entropy >= 0.0
