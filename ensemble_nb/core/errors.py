@@ -71,6 +71,7 @@ class ProtocolError(ProviderError):
 
 
 _SECRET_PATTERNS = (
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+(?=@)", re.IGNORECASE),  # user:password@ in a URL
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
     re.compile(r"\b(sk|pk|rk|or|ak|key)-[A-Za-z0-9._\-]{8,}"),
     re.compile(r"(?i)((?:api[_-]?key|x-api-key|x-goog-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),

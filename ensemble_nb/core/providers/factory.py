@@ -19,6 +19,20 @@ def build_provider(spec: ModelSpec, client: httpx.AsyncClient | None = None) -> 
 
         return LlamaLocalProvider(spec)
     require_credentials(spec)
-    from ensemble_nb.core.providers.openai_compat import OpenAICompatProvider
+    if spec.provider == "gemini":
+        from ensemble_nb.core.providers.gemini import GeminiProvider
 
-    return OpenAICompatProvider(spec, client)
+        return GeminiProvider(spec, client)
+    if spec.provider == "anthropic":
+        from ensemble_nb.core.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(spec, client)
+    if spec.provider == "bedrock":
+        from ensemble_nb.core.providers.bedrock import BedrockProvider
+
+        return BedrockProvider(spec)
+    from ensemble_nb.core.providers.openai_compat import OpenAICompatProvider
+    from ensemble_nb.core.providers.retrying import RetryingProvider
+
+    # Retries (before the first token only) and output caps; see retrying.RetryPolicy.
+    return RetryingProvider(OpenAICompatProvider(spec, client))

@@ -1,0 +1,1 @@
+"""Helpers for testing against real servers (not imported by the package itself)."""
