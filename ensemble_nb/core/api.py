@@ -27,16 +27,25 @@ def prepare(
     providers: Mapping[str, Provider] | None = None,
     client: httpx.AsyncClient | None = None,
     retriever: Retriever | None = None,
+    rag: Any = None,
     **options: Any,
 ) -> EnsembleRun:
     """Validate everything a run needs and return its (not yet started) handle.
 
     ``providers`` maps model ids to ready providers (tests and custom models); other ids are
-    resolved in the registry. ``client`` is the httpx client remote providers share.
+    resolved in the registry. ``client`` is the httpx client remote providers share. ``rag`` is
+    what to retrieve from: a folder or file path, a list of strings, a DataFrame column, or a
+    retriever made by :func:`ensemble_nb.core.retrieval.make_retriever`.
     Raises :class:`UserError` with one line saying what to do on any bad input.
     """
     if not prompt or not prompt.strip():
         raise UserError("the prompt is empty: write a question, e.g. python -m ensemble_nb \"What is 2+2?\"")
+    if rag is not None:
+        if retriever is not None:
+            raise UserError("pass rag= or retriever=, not both")
+        from ensemble_nb.core.retrieval import make_retriever  # lazy: bm25s loads only when asked
+
+        retriever = make_retriever(rag)
     opts = make_options(**options)
     given = dict(providers or {})
     specs: list[ModelSpec] = []
