@@ -11,9 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ensemble_nb.widgets.ensemble_view import EnsembleView
+    from ensemble_nb.widgets.explorer import TokenExplorer, explore
+    from ensemble_nb.widgets.playground import EntropyContrast, EntropyPlayground, contrast
     from ensemble_nb.widgets.static_html import result_html, result_mimebundle
 
-__all__ = ["EnsembleView", "result_html", "result_mimebundle"]
+__all__ = ["EnsembleView", "EntropyContrast", "EntropyPlayground", "TokenExplorer", "contrast", "explore",
+           "result_html", "result_mimebundle"]
+
+_LAZY = {"TokenExplorer": "explorer", "explore": "explorer", "EntropyPlayground": "playground",
+         "EntropyContrast": "playground", "contrast": "playground"}
 
 
 def __getattr__(name: str) -> Any:
@@ -21,6 +27,10 @@ def __getattr__(name: str) -> Any:
         from ensemble_nb.widgets.ensemble_view import EnsembleView
 
         return EnsembleView
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"ensemble_nb.widgets.{_LAZY[name]}"), name)
     if name in ("result_html", "result_mimebundle"):
         from ensemble_nb.widgets import static_html
 
