@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5, help="alternatives kept per token")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per model")
     p.add_argument("--system", default=None, help="a system prompt")
+    p.add_argument("--effort", default=None, metavar="LEVEL",
+                   help="reasoning effort: none, minimal, low, medium, high or a number of thinking tokens")
     p.add_argument("--json", action="store_true", help="print every event as a JSON line instead")
     p.add_argument("--quiet", action="store_true", help="print only the summary, not the token stream")
     return p
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt = " ".join(args.prompt)
     try:
         run = prepare(prompt, models=args.models, max_tokens=args.max_tokens, temperature=args.temperature,
-                      top_k=args.top_k, timeout=args.timeout, system=args.system)
+                      top_k=args.top_k, timeout=args.timeout, system=args.system, reasoning_effort=args.effort)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

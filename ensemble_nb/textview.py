@@ -14,6 +14,7 @@ from ensemble_nb.core.events import (
     Event,
     ModelEnded,
     ModelFailed,
+    ModelFinished,
     ModelTimedOut,
     PlanChosen,
     RetrievalDone,
@@ -109,6 +110,8 @@ def summary(result: RunResult) -> str:
         lines.append(f"  mean entropy: {_entropy(r.mean_entropy)}; max: {_entropy(r.max_entropy)}")
         if r.error:
             lines.append(f"  error: {r.error}")
+        if isinstance(r.end, ModelFinished):
+            lines.extend(f"  note: {note}" for note in r.end.notes)
     syn = result.synthesis
     lines.append("== synthesis ==")
     if syn is None:

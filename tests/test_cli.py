@@ -67,3 +67,30 @@ def test_default_cli_runs_both_embedded_models() -> None:
         assert answer.startswith("  answer: ") and len(answer) > len("  answer: ''")
         assert entropy.startswith("  mean entropy: ") and "nats" in entropy
     assert "== synthesis ==" in out.stdout
+
+
+def test_effort_flag_is_validated_and_reaches_the_run() -> None:
+    out = _cli("--effort", "turbo", "--models", "scripted:sure", "q")
+    assert out.returncode == 2 and out.stderr.startswith("error: bad value for 'reasoning_effort'")
+    assert len(out.stderr.strip().splitlines()) == 1
+    out = _cli("--effort", "low", "--json", "--models", "scripted:sure", "q")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["status"] == "ok"
+
+
+def test_effort_flag_is_passed_as_the_reasoning_effort_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ensemble_nb.cli as cli
+    from ensemble_nb.core.errors import UserError
+
+    seen: dict[str, object] = {}
+
+    def fake_prepare(prompt: str, **kwargs: object) -> None:
+        seen.update(kwargs)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(cli, "prepare", fake_prepare)
+    assert cli.main(["--effort", "medium", "q"]) == 2
+    assert seen["reasoning_effort"] == "medium"
+    seen.clear()
+    assert cli.main(["q"]) == 2
+    assert seen["reasoning_effort"] is None

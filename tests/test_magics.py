@@ -112,6 +112,19 @@ def test_bad_options_give_one_line(shell: InteractiveShell, capsys: pytest.Captu
     assert message.startswith(expected), message
 
 
+def test_effort_flag_sets_the_runs_reasoning_effort(shell: InteractiveShell,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert cell(shell, f"{MODELS} --effort High --quiet").success
+    assert shell.user_ns["_ensemble"].options.reasoning_effort == "high"
+    assert cell(shell, f"{MODELS} --effort=4096 --quiet").success
+    assert shell.user_ns["_ensemble"].options.reasoning_effort == "4096"
+    capsys.readouterr()
+    message = one_line_error(capsys, cell(shell, f"{MODELS} --effort turbo"))
+    assert message.startswith("bad value for --effort: use one of none, minimal, low"), message
+    message = one_line_error(capsys, cell(shell, f"{MODELS} --efort low"))
+    assert message.startswith("unknown option --efort: did you mean --effort?"), message
+
+
 def test_empty_cell_and_unknown_subcommand(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert "the cell is empty" in one_line_error(capsys, cell(shell, MODELS, "   \n\n"))
@@ -228,6 +241,75 @@ def test_a_key_never_shows_in_a_failed_run(shell: InteractiveShell, capsys: pyte
     captured = capsys.readouterr()
     assert FAKE_KEY not in captured.out + captured.err
     assert shell.user_ns["_ensemble"].result.models["openai:gpt-4o-mini"].status == "failed"
+
+
+# -- %ensemble latency / plan ---------------------------------------------------------------
+@pytest.fixture
+def tracker(tmp_path: Path) -> Iterator[Any]:
+    from ensemble_nb.core.orchestrator import LatencyTracker, set_default_tracker
+
+    t = LatencyTracker(tmp_path / "latency.json")
+    set_default_tracker(t)
+    yield t
+    set_default_tracker(None)
+
+
+def test_latency_prints_the_table_and_in_a_kernel_shows_the_chart(
+        shell: InteractiveShell, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tracker: Any) -> None:
+    capsys.readouterr()
+    shell.run_line_magic("ensemble", "latency")
+    assert "no latency measured yet" in capsys.readouterr().out
+    for i in range(10):
+        tracker.record("scripted:sure", ttft=0.1 + i / 100, duration=1.0, n_tokens=20, outcome="ok")
+    tracker.record("scripted:unsure", "alt", ttft=0.4, duration=1.0, n_tokens=20, outcome="ok")
+    shown: list[Any] = []
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    shell.run_line_magic("ensemble", "latency")
+    out = capsys.readouterr().out
+    assert "ttft p50" in out and "scripted:sure" in out and "scripted:unsure" in out
+    assert shown == []  # no kernel: text only
+    monkeypatch.setattr(shell, "kernel", FakeKernel(allow_stdin=True), raising=False)
+    shell.run_line_magic("ensemble", "latency")
+    assert "ttft p50" in capsys.readouterr().out
+    (figure,) = shown
+    assert [bar.name for bar in figure.data] == ["TTFT p50", "TTFT p90", "TTFT p99"]
+    assert list(figure.data[0].x) == ["scripted:sure", "scripted:unsure@alt"]
+    stats = tracker.stats("scripted:sure")
+    assert figure.data[2].y[0] == pytest.approx(stats.ttft.p99 * 1000)
+    assert figure.data[0].y[1] == pytest.approx(400)
+
+
+def test_plan_explains_without_calling_a_model(shell: InteractiveShell, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch, tracker: Any) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    shell.user_ns["x"] = "2+2"
+    capsys.readouterr()
+    shell.run_line_magic("ensemble", 'plan "What is {x}?" --models scripted:sure,openai:gpt-4o-mini --budget 0.5')
+    out = capsys.readouterr().out
+    assert "policy all: primary" in out and "openai:gpt-4o-mini" in out and "scripted:sure" in out
+    assert "_ensemble" not in shell.user_ns  # nothing ran
+    shell.run_line_magic("config", "Ensemble.models = ['scripted:unsure']")
+    shell.run_line_magic("ensemble", "plan 'What is 2+2?'")
+    out = capsys.readouterr().out
+    assert "primary scripted:unsure" in out
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("plan", 'usage: %ensemble plan "PROMPT"'),
+    ("plan --models scripted:sure", 'usage: %ensemble plan "PROMPT"'),
+    ("plan 'unclosed", "cannot read the plan line"),
+    ("plan 'hi' --budget 50", "bad value for --budget"),
+    ("plan 'hi' --models nope", "unknown model 'nope'"),
+    ("plan 'hi' --out y", "--out does not apply to %ensemble plan"),
+    ("latency now", "unknown subcommand 'latency now'"),
+])
+def test_bad_plan_or_latency_lines_give_one_line(shell: InteractiveShell, capsys: pytest.CaptureFixture[str],
+                                                 line: str, expected: str) -> None:
+    capsys.readouterr()
+    message = one_line_error(capsys, run_code(shell, f"%ensemble {line}"))
+    assert message.startswith(expected), message
 
 
 # -- running ---------------------------------------------------------------------------------

@@ -379,3 +379,125 @@ async def test_connection_is_released_before_the_completion_is_consumed() -> Non
                 assert srv.open_streams == 0
                 break
         await stream.aclose()
+
+
+# --- OpenRouter routing, reasoning effort, size limits -----------------------------------------
+
+
+def openrouter_spec(**kw: Any) -> ModelSpec:
+    return resolve("openrouter:meta-llama/llama-3.1-8b-instruct").model_copy(update=kw)
+
+
+async def test_openrouter_body_asks_for_latency_routing_and_required_parameters() -> None:
+    srv = server()
+    await run(srv, model=openrouter_spec(logprobs=True))
+    assert srv.bodies[0]["provider"] == {"require_parameters": True, "sort": "latency"}
+    srv = server()
+    await run(srv, model=openrouter_spec(logprobs=False))
+    assert srv.bodies[0]["provider"] == {"require_parameters": False, "sort": "latency"}
+    srv = server()
+    await run(srv)  # not an OpenRouter model: no routing object
+    assert "provider" not in srv.bodies[0]
+
+
+async def test_openrouter_logprob_refusal_retries_without_requiring_parameters_and_says_so() -> None:
+    srv = server()
+    calls: list[dict[str, Any]] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(json.loads(request.content))
+        if len(calls) == 1:
+            return httpx.Response(400, json={"error": {"message": "No endpoints found that support logprobs"}})
+        return await srv(request)
+
+    _, end = await run(handler=handler, model=openrouter_spec(logprobs=True))
+    assert calls[0]["provider"]["require_parameters"] is True
+    assert calls[1]["provider"]["require_parameters"] is False and "logprobs" not in calls[1]
+    assert "refused logprobs" in end.extra["logprobs"]
+
+
+async def test_openrouter_processing_comments_are_skipped_and_ttft_is_the_first_real_token() -> None:
+    from ensemble_nb.core.events import Event, ModelFinished, TokenReceived
+    from ensemble_nb.core.member import Member
+
+    processing = [b": OPENROUTER PROCESSING\n\n"] * 5
+    srv = server(delay=0.04)
+    srv.raw_events = [*processing, raw_chunk("Paris", None), b": OPENROUTER PROCESSING\n\n",
+                      raw_chunk(".", None, "stop"), b"data: [DONE]\n\n"]
+    events: list[Event] = []
+    async with srv.client() as client:
+        member = Member(openrouter_spec(), lambda s: OpenAICompatProvider(s, client), "run-1", lambda: 0.0)
+        await member.run(GenerationRequest(prompt="Capital of France?"), 10.0, events.append, lambda: False)
+    assert [e.text for e in events if isinstance(e, TokenReceived)] == ["Paris", "."]
+    (end,) = [e for e in events if isinstance(e, ModelFinished)]
+    assert end.text == "Paris." and end.ttft is not None
+    assert end.ttft >= 5 * 0.04  # the comments came first and are not a token
+    assert srv.open_streams == 0
+
+
+@pytest.mark.parametrize(("effort", "sent"), [
+    ("low", "low"), ("HIGH", "high"), ("none", "none"), ("1000", "low"), ("5000", "medium"), ("0", "minimal"),
+    ("99999", "high"), ("default", None), (None, None),
+])
+async def test_reasoning_effort_is_mapped_to_openai_levels(effort: str | None, sent: str | None) -> None:
+    srv = server()
+    await run(srv, reasoning_effort=effort)
+    assert srv.bodies[0].get("reasoning_effort") == sent
+
+
+async def test_an_unknown_effort_is_a_user_error() -> None:
+    from ensemble_nb.core.errors import UserError
+
+    with pytest.raises(UserError, match="unknown reasoning effort 'turbo'"):
+        await run(server(), reasoning_effort="turbo")
+
+
+async def limited(srv: MockOpenAIServer, *, max_line_bytes: int = 1 << 20,
+                  max_stream_bytes: int = 16 << 20) -> list[Token]:
+    async with srv.client() as client:
+        provider = OpenAICompatProvider(spec(), client, max_line_bytes=max_line_bytes,
+                                        max_stream_bytes=max_stream_bytes)
+        out = [item async for item in provider.stream(GenerationRequest(prompt="hi", top_k=1))]
+    assert srv.open_streams == 0
+    return [t for t in out if isinstance(t, Token)]
+
+
+async def test_a_line_over_the_cap_is_a_protocol_error_before_it_is_buffered() -> None:
+    endless = [b"data: {\"pad\": \"" + b"x" * 1000] * 50  # never ends its line
+    srv = server(raw_events=[raw_chunk("ok", None), *endless])
+    with pytest.raises(ProtocolError, match="line over 4096 bytes"):
+        await limited(srv, max_line_bytes=4096)
+    assert srv.open_streams == 0
+    fine = await limited(server(split=3), max_line_bytes=4096)  # long lines in tiny packets: fine
+    assert "".join(t.text for t in fine) == TEXT
+
+
+async def test_a_body_over_the_stream_cap_is_a_protocol_error() -> None:
+    srv = server(raw_events=[raw_chunk("x", None)] * 200)
+    with pytest.raises(ProtocolError, match="passed 8192 bytes"):
+        await limited(srv, max_stream_bytes=8192)
+    assert srv.open_streams == 0
+
+
+async def test_many_data_lines_in_one_event_count_towards_the_line_cap() -> None:
+    srv = server(raw_events=[b"data: x\n" * 3000, b"\n"])
+    with pytest.raises(ProtocolError, match="line over 4096 bytes"):
+        await limited(srv, max_line_bytes=4096)
+
+
+async def test_crlf_and_cr_line_ends_split_anywhere_read_the_same() -> None:
+    body = b"".join([b": hi\r\n\r\n", raw_chunk("A", None).replace(b"\n", b"\r\n"),
+                     raw_chunk("B", None).replace(b"\n", b"\r"), raw_chunk(None, None, "stop"), b"data: [DONE]\n\n"])
+    for size in (1, 2, 5, len(body)):
+        srv = server(raw_events=[body[i:i + size] for i in range(0, len(body), size)])
+        assert [t.text for t in await limited(srv)] == ["A", "B"], size
+
+
+async def test_a_huge_error_body_is_read_only_up_to_the_cap() -> None:
+    srv = server(status=500, error_body=b"overloaded " + b"y" * 100_000)
+    async with srv.client() as client:
+        provider = OpenAICompatProvider(spec(), client, max_line_bytes=1024)
+        with pytest.raises(ServerError, match="overloaded"):
+            async for _ in provider.stream(GenerationRequest(prompt="hi")):
+                pass
+    assert srv.open_streams == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncGenerator
 
 import pytest
 
@@ -99,7 +100,7 @@ async def test_a_failing_member_does_not_stop_the_others() -> None:
 
 async def test_a_crashing_provider_is_a_failure_not_a_crash() -> None:
     class Boom(ScriptedProvider):
-        async def stream(self, request):  # type: ignore[no-untyped-def, override]
+        async def stream(self, request):  # type: ignore[no-untyped-def]
             raise ValueError("boom")
             yield  # pragma: no cover
 
@@ -223,7 +224,7 @@ def test_bad_input_is_one_clear_line(kwargs: dict[str, object], message: str,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(UserError, match=message) as info:
-        prepare("q", **kwargs)
+        prepare("q", **kwargs)  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
 
 
@@ -234,3 +235,65 @@ def test_empty_prompt_is_refused() -> None:
 
 def test_handle_is_an_ensemble_run() -> None:
     assert isinstance(prepare("q", models="scripted:sure"), EnsembleRun)
+
+
+async def test_completion_notes_reach_the_finished_event_and_the_text_summary() -> None:
+    import io
+
+    from ensemble_nb.core.member import completion_notes
+    from ensemble_nb.core.providers.base import GenerationRequest
+    from ensemble_nb.core.tokens import Completion, StreamItem
+    from ensemble_nb.textview import TextRenderer
+
+    class Noting(ScriptedProvider):
+        async def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamItem, None]:
+            async for item in super().stream(request):
+                if isinstance(item, Completion):
+                    item = Completion(item.finish_reason, item.usage, {
+                        "usage": "estimated", "finish_reason": "content_filter", "thought_chars": "120",
+                        "logprobs": "the model refused logprobs; retried without",
+                        "note": "Gemini cut the answer short (SAFETY); rephrase the prompt",
+                        "x-request-id": "req 123 abc", "response_headers": "server: nginx"})
+                yield item
+
+    out = io.StringIO()
+    handle = prepare("q", models="noting plain", providers={
+        "noting": Noting("noting", steps_from_text("Paris.")), "plain": _provider("plain", "Paris.")})
+    handle.add_listener(TextRenderer(out, stream_tokens=False))
+    result = await handle
+    ends = {e.model: e for e in result.events if isinstance(e, ModelFinished)}
+    assert ends["noting"].notes == ("Gemini cut the answer short (SAFETY); rephrase the prompt",
+                                    "the model refused logprobs; retried without")
+    assert ends["plain"].notes == ()
+    text = out.getvalue()
+    assert "  note: Gemini cut the answer short (SAFETY); rephrase the prompt\n" in text
+    assert "  note: the model refused logprobs; retried without\n" in text
+    assert text.count("note:") == 2 and "req 123" not in text and "nginx" not in text
+    assert ends["noting"].to_dict()["notes"] == ends["noting"].notes
+    assert completion_notes({"safety": "blocked  by\nthe filter", "note": "blocked by the filter"}) == (
+        "blocked by the filter",)
+
+
+async def test_reasoning_effort_option_reaches_requests_unless_the_plan_sets_one() -> None:
+    plain = _provider("plain", "Paris.")
+    thinker = _provider("openai:o4-mini", "Paris.")  # its spec says reasoning_effort="medium"
+    await prepare("q", models="plain openai:o4-mini", providers={"plain": plain, "openai:o4-mini": thinker},
+                  reasoning_effort="HIGH")
+    assert plain.requests[0].reasoning_effort == "high"
+    assert thinker.requests[0].reasoning_effort == "medium"  # the plan's per-member effort wins
+    default = _provider("plain", "Paris.")
+    await prepare("q", models="plain", providers={"plain": default})
+    assert default.requests[0].reasoning_effort is None
+
+
+@pytest.mark.parametrize(("given", "kept"), [("low", "low"), (" Medium ", "medium"), ("2048", "2048"),
+                                             (2048, "2048"), ("default", None), (None, None)])
+def test_reasoning_effort_option_is_normalized(given: object, kept: str | None) -> None:
+    from ensemble_nb.core.options import make_options
+
+    assert make_options(reasoning_effort=given).reasoning_effort == kept
+
+
+def test_an_unknown_reasoning_effort_is_one_clear_line() -> None:
+    with pytest.raises(UserError, match=r"bad value for 'reasoning_effort': .*use one of none, minimal, low"):
+        prepare("q", models="scripted:sure", reasoning_effort="turbo")

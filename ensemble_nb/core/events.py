@@ -92,8 +92,11 @@ class ModelEnded(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelFinished(ModelEnded):
+    """``notes`` are the provider's remarks for the user (e.g. "the model refused logprobs")."""
+
     kind: ClassVar[str] = "model_finished"
     finish_reason: str = "stop"
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import aclosing
 
 from ensemble_nb.core.errors import ProviderError, UserError, redact
@@ -30,6 +30,33 @@ from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import Completion, Token, Usage
 
 Emit = Callable[[Event], None]
+
+# Completion.extra keys whose values are sentences for the user, shown first; other values are
+# shown only when they read as text (a space in them) and the key is not a header's or an id's.
+_NOTE_KEYS = ("note", "safety", "logprobs")
+_NOT_NOTES = ("header", "request_id", "request-id", "retry", "date", "server", "trace")
+
+
+def completion_notes(extra: Mapping[str, str]) -> tuple[str, ...]:
+    """The human-readable remarks in a Completion's ``extra``, redacted, in a stable order.
+
+    Machine values (``usage: estimated``, a raw finish reason, character counts) and anything
+    that looks like an HTTP header (``x-…``, ids, dates) are left out.
+    """
+    keys = [k for k in _NOTE_KEYS if k in extra] + [k for k in extra if k not in _NOTE_KEYS]
+    notes: list[str] = []
+    for key in keys:
+        value = extra[key]
+        if not isinstance(value, str) or not value.strip():
+            continue
+        lowered = key.lower()
+        if key not in _NOTE_KEYS and (lowered.startswith("x-") or any(w in lowered for w in _NOT_NOTES)
+                                      or " " not in value.strip()):
+            continue
+        note = redact(" ".join(value.split()))
+        if note not in notes:
+            notes.append(note)
+    return tuple(notes)
 
 
 class Member:
@@ -61,6 +88,7 @@ class Member:
         ttft: float | None = None
         usage: Usage | None = None
         finish = "stop"
+        notes: tuple[str, ...] = ()
         armed: float | None = timeout
         dl = deadlines or Deadlines()
         emit(ModelStarted(run_id=self.run_id, t=self.clock(), model=self.model))
@@ -105,7 +133,8 @@ class Member:
                         rearm(cm)
                     elif isinstance(item, Completion):
                         usage, finish = item.usage, item.finish_reason
-            emit(ModelFinished(**end_fields(), finish_reason=finish))  # type: ignore[arg-type]
+                        notes = completion_notes(item.extra)
+            emit(ModelFinished(**end_fields(), finish_reason=finish, notes=notes))  # type: ignore[arg-type]
         except TimeoutError:
             emit(ModelTimedOut(**end_fields(), timeout=armed or 0.0))  # type: ignore[arg-type]
         except asyncio.CancelledError:

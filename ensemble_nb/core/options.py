@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ensemble_nb.core.errors import UserError
+from ensemble_nb.core.providers.effort import LEVELS, normalize
 from ensemble_nb.core.registry import DEFAULT_MODELS
 
 SynthesisStrategy = Literal["best_confidence", "vote", "span_merge", "llm"]
@@ -35,6 +36,9 @@ class RunOptions(BaseModel):
         default=None, description="let the policy pick members among the models (None: unless they were listed)")
     policy: str = Field(default="budget", min_length=1,
                         description="orchestrator policy: 'budget', 'all' or a name given to register_policy")
+    reasoning_effort: str | None = Field(
+        default=None, description="none, minimal, low, medium, high or a number of thinking tokens (None: each "
+                                  "model's default); a plan's per-model effort wins")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -44,6 +48,19 @@ class RunOptions(BaseModel):
         if isinstance(v, list | tuple) and not v:
             raise ValueError("give at least one model")
         return v
+
+    @field_validator("reasoning_effort", mode="before")
+    @classmethod
+    def _effort(cls, v: object) -> object:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)  # a token budget given as a number
+        if not isinstance(v, str):
+            return v  # None, or a wrong type pydantic reports itself
+        try:
+            level = normalize(v)
+        except UserError:
+            raise ValueError(f"use one of {', '.join(LEVELS)} or a number of thinking tokens") from None
+        return None if level is None else str(level)
 
 
 def make_options(**kwargs: object) -> RunOptions:

@@ -206,7 +206,8 @@ class EnsembleRun:
     def request(self, **changes: Any) -> GenerationRequest:
         o = self.options
         base = dict(prompt=self.prompt, system=o.system, context=self.context, max_tokens=o.max_tokens,
-                    temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, seed=o.seed)
+                    temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, seed=o.seed,
+                    reasoning_effort=o.reasoning_effort)
         return GenerationRequest(**{**base, **changes})
 
     def _endpoint_of(self, member: str) -> tuple[str, str]:
@@ -226,7 +227,7 @@ class EnsembleRun:
     def _start_member(self, group: asyncio.TaskGroup, spec: ModelSpec, request: GenerationRequest,
                       deadlines: Deadlines, effort: str | None) -> None:
         self.specs.setdefault(spec.id, spec)  # a hedge copy: retry and the tracker look it up
-        if effort != request.reasoning_effort:
+        if effort is not None and effort != request.reasoning_effort:  # the plan's effort wins the option's
             request = request.model_copy(update={"reasoning_effort": effort})
         member = Member(spec, self.provider_factory, self.run_id, self.clock)
         self.members[spec.id] = member

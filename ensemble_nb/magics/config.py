@@ -57,6 +57,12 @@ HELP = """\
 %%ensemble [options]      run the cell body as a prompt on an ensemble of models
 %ensemble list            models, their provider, API-key presence, token probabilities
 %ensemble config          effective defaults and where each comes from
+%ensemble latency         measured time to first token, gaps, speed and errors per model
+                          (in a notebook also a p50/p90/p99 time-to-first-token chart)
+%ensemble plan "PROMPT" [options]
+                          which models a run of PROMPT would use now, expected cost and time,
+                          and why (takes the run options below, e.g. --models, --budget;
+                          no model is called)
 %ensemble help            this text
 
 Options (a flag in the cell wins over %config Ensemble.NAME; quote values with spaces):
@@ -69,6 +75,8 @@ Options (a flag in the cell wins over %config Ensemble.NAME; quote values with s
   --budget B              extra cost/time allowed, 0.25 = +25 %
   --system TEXT           a system prompt
   --seed N                sampling seed
+  --effort LEVEL          reasoning effort: none, minimal, low, medium, high, or a number
+                          of thinking tokens (each provider gets its own form of it)
   --rag SOURCE            retrieve passages from a folder/file path, or a variable holding
                           a list of strings or a DataFrame column (BM25 over query variants)
   --out VAR               variable for the run handle (default _ensemble); `await VAR` gives the result

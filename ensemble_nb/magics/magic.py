@@ -1,4 +1,4 @@
-"""``%%ensemble`` (a run) and ``%ensemble list | config | help``.
+"""``%%ensemble`` (a run) and ``%ensemble list | config | latency | plan | help``.
 
 Only IPython and traitlets are imported here (both already loaded by IPython); the core,
 pydantic and the widgets are imported when a magic first needs them.
@@ -72,9 +72,56 @@ class EnsembleMagics(Magics):
             from ensemble_nb.magics.listing import config_table
 
             print(config_table(self.settings, _blocking_reason(self.shell, self.settings.block)), end="")
+        elif command == "latency" and not rest.strip():
+            self._latency()
+        elif command == "plan":
+            self._plan(rest)
         else:
-            raise _options_error(f"unknown subcommand {line!r}: use %ensemble list, %ensemble config or "
-                                 "%ensemble help; a run is a cell: %%ensemble [options] above the prompt")
+            raise _options_error(f"unknown subcommand {line!r}: use %ensemble list, config, latency, plan or "
+                                 "help; a run is a cell: %%ensemble [options] above the prompt")
+
+    def _latency(self) -> None:
+        from ensemble_nb.core.orchestrator import latency_plot_data, latency_table
+
+        print(latency_table())
+        if getattr(self.shell, "kernel", None) is None:
+            return  # terminal IPython: the table is all there is
+        rows = latency_plot_data()
+        if not rows:
+            return
+        try:
+            from ensemble_nb.widgets.latency_plot import latency_figure
+        except ImportError as exc:
+            print(f"note: no latency plot ({exc})", file=sys.stderr)
+            return
+        from IPython.display import display as untyped_display
+
+        display = cast(Callable[[Any], None], untyped_display)
+        display(latency_figure(rows))
+
+    def _plan(self, rest: str) -> None:
+        """``%ensemble plan "PROMPT" [run options]``: what a run would do now; no model is called."""
+        import shlex
+
+        from ensemble_nb.core.orchestrator import explain_plan
+        from ensemble_nb.magics.parsing import fill_template, flag, parse_options
+
+        usage = 'usage: %ensemble plan "PROMPT" [--models IDS] [--budget B] [other run options]'
+        try:
+            tokens = shlex.split(rest)
+        except ValueError as exc:
+            raise _options_error(f"cannot read the plan line ({exc}): check the quotes") from None
+        if not tokens or tokens[0].startswith("--"):
+            raise _options_error(f"{usage} (the prompt comes first, quoted)")
+        namespace = self._namespace
+        prompt = fill_template(tokens[0], namespace).strip()
+        if not prompt:
+            raise _options_error(f"the prompt is empty: {usage}")
+        options = parse_options(shlex.join(tokens[1:]), namespace)
+        for name in ("rag", "out", "block", "quiet"):
+            if getattr(options, name) is not None:
+                raise _options_error(f"{flag(name)} does not apply to %ensemble plan: {usage}")
+        print(explain_plan(prompt, **_validated_run_options(self.settings, options)))
 
     # -- a run -----------------------------------------------------------------------------
     def _run(self, line: str, cell: str) -> None:

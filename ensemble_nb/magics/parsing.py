@@ -35,6 +35,7 @@ class MagicOptions(BaseModel):
     budget: float | None = None
     system: str | None = None
     seed: int | None = None
+    effort: str | None = None
     rag: str | None = None
     out: str | None = None
     block: bool | None = None
@@ -63,15 +64,26 @@ class MagicOptions(BaseModel):
         return v
 
     def run_settings(self) -> dict[str, Any]:
-        """The run options the flags set."""
-        return {name: getattr(self, name) for name in RUN_FIELDS if getattr(self, name) is not None}
+        """The run options the flags set (under the run option's name: ``--effort`` is
+        ``reasoning_effort``)."""
+        settings = {name: getattr(self, name) for name in RUN_FIELDS if getattr(self, name) is not None}
+        for name, option in _RUN_OPTION.items():
+            if getattr(self, name) is not None:
+                settings[option] = getattr(self, name)
+        return settings
+
+
+# Flags whose run option has another name; validated by RunOptions with the rest.
+_RUN_OPTION = {"effort": "reasoning_effort"}
+_FLAG_OF = {option: name for name, option in _RUN_OPTION.items()}
 
 
 _SWITCHES = frozenset(name for name, f in MagicOptions.model_fields.items() if f.annotation == bool | None)
 
 
 def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    """The flag of a MagicOptions field or of the run option it sets."""
+    return "--" + _FLAG_OF.get(name, name).replace("_", "-")
 
 
 def parse_options(line: str, namespace: Mapping[str, Any]) -> MagicOptions:

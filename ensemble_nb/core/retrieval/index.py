@@ -10,7 +10,6 @@ it is best effort: a cache that cannot be written or read only costs a rebuild.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 import threading
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ensemble_nb.core.paths import cache_root
 from ensemble_nb.core.retrieval.bm25 import TOKENIZER_VERSION, Bm25Index, stemming_enabled
 from ensemble_nb.core.retrieval.corpus import Document, corpus_hash
 from ensemble_nb.core.retrieval.dense import DenseIndex, Encoder
@@ -29,8 +29,7 @@ _MEMORY_SLOTS = 8  # a notebook rarely uses more corpora at once; each slot may 
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("ENSEMBLE_NB_CACHE") or str(Path.home() / ".cache" / "ensemble_nb")
-    return Path(root).expanduser() / "retrieval"
+    return cache_root() / "retrieval"
 
 
 @dataclass
