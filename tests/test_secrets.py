@@ -161,3 +161,29 @@ async def test_credentials_in_the_base_url_never_leak() -> None:
     end = result.models["creds"].end
     assert end is not None and "cannot reach" in str(end)
     assert MARK not in repr(result) + str(end)
+
+
+def test_key_never_reaches_a_saved_notebook(echo_server: tuple[str, list[str]], tmp_path: object,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Execute a notebook in a real kernel (widget state included), save it, search the file."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    url, seen = echo_server
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # the kernel inherits the environment
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext ensemble_nb"),
+        nbformat.v4.new_code_cell("%%ensemble --models openai:gpt-4o-mini,scripted:sure\n"
+                                  "What is the capital of France?"),
+        nbformat.v4.new_code_cell("result = await _ensemble\nresult"),
+        nbformat.v4.new_code_cell("%ensemble list"),
+    ]
+    NotebookClient(nb, timeout=180, kernel_name="python3", store_widget_state=True).execute()
+    path = os.path.join(str(tmp_path), "saved.ipynb")
+    nbformat.write(nb, path)
+    saved = open(path, encoding="utf-8").read()
+    assert seen and seen[0] == f"Bearer {KEY}"  # the key did travel, to the server only
+    assert "[openai:gpt-4o-mini] failed" in saved and "The capital of France is Paris." in saved
+    assert MARK not in saved

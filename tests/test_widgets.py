@@ -306,3 +306,13 @@ async def test_result_mimebundle_is_static_and_coloured() -> None:
     assert "<script" not in page
     assert not [e for e in result.events if isinstance(e, TokenReceived) and e.entropy_kind == "none"
                 and e.model == "sure"]
+
+
+def test_result_has_a_text_and_html_mimebundle() -> None:
+    from ensemble_nb.core import run as run_blocking
+
+    result = run_blocking("q", models="scripted:sure scripted:unsure")
+    bundle = result._repr_mimebundle_()
+    assert "== synthesis ==" in bundle["text/plain"]
+    assert "The capital of France is Paris." in bundle["text/html"]
+    assert "<script" not in bundle["text/html"]

@@ -124,6 +124,13 @@ class RunResult:
             case RunFinished():
                 self.status, self.duration, self.cost = event.status, event.duration, event.cost
 
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        """Text (the terminal summary) and static HTML (answers coloured by entropy, synthesis)."""
+        # Imported here: the renderer is plain string building, but it lives with the views.
+        from ensemble_nb.widgets.static_html import result_mimebundle
+
+        return result_mimebundle(self)
+
     def __repr__(self) -> str:
         parts = ", ".join(f"{m}={r.status}" for m, r in self.models.items())
         return f"RunResult({self.status}: {parts}; answer={self.text!r})"

@@ -60,12 +60,15 @@ def latency_plot_data(tracker: LatencyTracker | None = None) -> list[dict[str, A
 
 
 def plan(prompt: str, *, context: Sequence[str] = (), specs: Sequence[ModelSpec] | None = None,
-         tracker: LatencyTracker | None = None, policy: Policy | None = None, **options: Any) -> Plan:
+         tracker: LatencyTracker | None = None, policy: Policy | str | None = None, **options: Any) -> Plan:
     """The plan a run of ``prompt`` with these options would get now, calling no model.
 
     ``options`` are run options (``models=``, ``budget=``, ``orchestrate=``…); ``specs`` replaces
-    the registry's specs for the models (e.g. custom ones). Credentials are not required.
+    the registry's specs for the models (e.g. custom ones). ``policy`` is a policy object or the
+    name of a registered one. Credentials are not required.
     """
+    if isinstance(policy, str):  # a name is the run option of the same name
+        options["policy"], policy = policy, None
     opts = make_options(**options)
     if specs is None:
         specs = [resolve(m) for m in dict.fromkeys(opts.models)]
