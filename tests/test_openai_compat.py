@@ -465,7 +465,7 @@ async def limited(srv: MockOpenAIServer, *, max_line_bytes: int = 1 << 20,
 async def test_a_line_over_the_cap_is_a_protocol_error_before_it_is_buffered() -> None:
     endless = [b"data: {\"pad\": \"" + b"x" * 1000] * 50  # never ends its line
     srv = server(raw_events=[raw_chunk("ok", None), *endless])
-    with pytest.raises(ProtocolError, match="line over 4096 bytes"):
+    with pytest.raises(ProtocolError, match="line or event over 4096 bytes"):
         await limited(srv, max_line_bytes=4096)
     assert srv.open_streams == 0
     fine = await limited(server(split=3), max_line_bytes=4096)  # long lines in tiny packets: fine
@@ -481,7 +481,7 @@ async def test_a_body_over_the_stream_cap_is_a_protocol_error() -> None:
 
 async def test_many_data_lines_in_one_event_count_towards_the_line_cap() -> None:
     srv = server(raw_events=[b"data: x\n" * 3000, b"\n"])
-    with pytest.raises(ProtocolError, match="line over 4096 bytes"):
+    with pytest.raises(ProtocolError, match="line or event over 4096 bytes"):
         await limited(srv, max_line_bytes=4096)
 
 

@@ -31,6 +31,7 @@ from ensemble_nb.core.errors import (
 from ensemble_nb.core.providers import effort
 from ensemble_nb.core.providers.base import Capabilities, GenerationRequest
 from ensemble_nb.core.providers.openai_wire import parse_retry_after, server_message
+from ensemble_nb.core.providers.sse import bound
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import Completion, StreamItem, Token, Usage
 
@@ -241,6 +242,7 @@ class AnthropicProvider:
                 if content_type != "text/event-stream":
                     raise ProtocolError(f"{who}: expected an event stream from {self._base_url}, got "
                                         f"{content_type or 'no content type'}; check the base URL")
+                bound(response, who=who)  # caps what httpx-sse may buffer
                 parser = AnthropicParser(who=who, key_env=key_env, secret=self._api_key,
                                          strip_leading=request.prefix != request.prefix.rstrip())
                 async with aclosing(source.aiter_sse()) as events:

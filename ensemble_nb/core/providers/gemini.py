@@ -35,6 +35,7 @@ from ensemble_nb.core.providers.gemini_wire import (
     retry_delay,
 )
 from ensemble_nb.core.providers.openai_wire import stream_error
+from ensemble_nb.core.providers.sse import bound
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import StreamItem
 
@@ -131,6 +132,7 @@ class GeminiProvider:
                     if content_type != "text/event-stream":
                         raise ProtocolError(f"{who}: expected an event stream from {self._base_url}, got "
                                             f"{content_type or 'no content type'}; check the base URL")
+                    bound(response, who=who)  # caps what httpx-sse may buffer
                     parser = GeminiParser(request.top_k, self._spec.vocab_size, who=who, secret=self._api_key)
                     async with aclosing(source.aiter_sse()) as events:
                         async for event in events:

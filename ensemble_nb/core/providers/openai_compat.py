@@ -5,9 +5,10 @@ come from ``choices[0].logprobs.content``; a server that ignores the request sti
 text, and its tokens then carry ``entropy_kind == "none"`` (not an error).
 
 For ``openrouter:`` models the body carries routing preferences: lowest latency first, and,
-while logprobs are asked for, only endpoints that honour them. The event stream is read by a
-bounded :class:`~ensemble_nb.core.providers.sse.SSEReader`: a line over ``max_line_bytes`` or a
-body over ``max_stream_bytes`` is a :class:`ProtocolError`, not an ever-growing buffer.
+while logprobs are asked for, only endpoints that honour them. Events are parsed by httpx-sse
+over a response bounded by :func:`~ensemble_nb.core.providers.sse.bound`: a line over
+``max_line_bytes`` or a body over ``max_stream_bytes`` is a :class:`ProtocolError`, not an
+ever-growing buffer.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ensemble_nb.core.providers.openai_wire import (
     stream_error,
 )
 from ensemble_nb.core.providers.openrouter import routing_prefs, with_routing
-from ensemble_nb.core.providers.sse import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STREAM_BYTES, SSEReader
+from ensemble_nb.core.providers.sse import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STREAM_BYTES, bound
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import StreamItem
 
@@ -141,17 +142,14 @@ class OpenAICompatProvider:
                             f"{content_type or 'no content type'}: point {env} at an OpenAI-compatible "
                             "/v1 endpoint")
                     parser = ChunkParser(request.top_k, self._spec.vocab_size, who=who, secret=self._api_key)
-                    reader = SSEReader(max_line_bytes=self.max_line_bytes,
-                                       max_stream_bytes=self.max_stream_bytes, who=who)
-                    async with aclosing(_chunks(response)) as chunks:
-                        async for chunk in chunks:
-                            for event in reader.feed(chunk):
-                                if event.event == "error":
-                                    raise stream_error(event.data, who=who, secret=self._api_key)
-                                for token in parser.feed(event.data):
-                                    yield token
-                                if parser.done:
-                                    break
+                    bound(response, who=who, max_line_bytes=self.max_line_bytes,
+                          max_stream_bytes=self.max_stream_bytes)
+                    async with aclosing(source.aiter_sse()) as events:
+                        async for event in events:
+                            if event.event == "error":
+                                raise stream_error(event.data, who=who, secret=self._api_key)
+                            for token in parser.feed(event.data):
+                                yield token
                             if parser.done:
                                 break
                     if not parser.done and parser.finish_reason is None:
