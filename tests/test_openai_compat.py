@@ -247,7 +247,7 @@ async def test_unreachable_server(exc: Exception) -> None:
 
     err = await fails(handler=handler)
     assert type(err) is ConnectError and err.retryable
-    assert str(err) == ("cannot reach https://api.openai.com/v1: is the server running? "
+    assert str(err) == ("openai:gpt-4o-mini: cannot reach https://api.openai.com/v1: is the server running? "
                         "set OPENAI_BASE_URL to its address")
 
 

@@ -20,11 +20,9 @@ from httpx_sse import SSEError, aconnect_sse
 from ensemble_nb.core.errors import (
     AuthError,
     BadRequest,
-    ConnectError,
     ContextTooLong,
     ProtocolError,
     ProviderError,
-    ProviderTimeout,
     RateLimited,
     ServerError,
 )
@@ -32,6 +30,7 @@ from ensemble_nb.core.providers import effort
 from ensemble_nb.core.providers.base import Capabilities, GenerationRequest
 from ensemble_nb.core.providers.openai_wire import parse_retry_after, server_message
 from ensemble_nb.core.providers.sse import bound
+from ensemble_nb.core.providers.transport_errors import transport_error
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import Completion, StreamItem, Token, Usage
 
@@ -255,20 +254,9 @@ class AnthropicProvider:
                     raise ServerError(f"{who}: the stream from {self._base_url} ended before the answer "
                                       "was complete; retry")
             yield parser.completion(len(request.system or "") + len(request.user_content()))
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise ConnectError(f"{who}: cannot reach {self._base_url}: check the network or "
-                               "ANTHROPIC_BASE_URL") from exc
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"{who}: {self._base_url} sent nothing for too long "
-                                  f"({type(exc).__name__}); retry, or pass a longer httpx timeout") from exc
-        except SSEError as exc:
-            raise ProtocolError(f"{who}: unreadable event stream from {self._base_url}: {exc}") from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise ServerError(f"{who}: the connection to {self._base_url} dropped mid-answer "
-                              f"({type(exc).__name__}); retry") from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"{who}: the request to {self._base_url} failed "
-                                f"({type(exc).__name__}: {exc})") from exc
+        except (httpx.HTTPError, SSEError) as exc:
+            raise transport_error(exc, who=who, base_url=self._base_url,
+                                  unreachable="check the network or ANTHROPIC_BASE_URL") from exc
 
     async def aclose(self) -> None:
         if self._owns_client:

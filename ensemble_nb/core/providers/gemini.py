@@ -16,10 +16,7 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 from ensemble_nb.core.errors import (
-    ConnectError,
     ProtocolError,
-    ProviderError,
-    ProviderTimeout,
     ServerError,
     UserError,
 )
@@ -36,6 +33,7 @@ from ensemble_nb.core.providers.gemini_wire import (
 )
 from ensemble_nb.core.providers.openai_wire import stream_error
 from ensemble_nb.core.providers.sse import bound
+from ensemble_nb.core.providers.transport_errors import transport_error
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import StreamItem
 
@@ -145,20 +143,9 @@ class GeminiProvider:
                                           "answer was complete; retry")
                 yield parser.completion(prompt_chars(request), notes)
                 return
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise ConnectError(f"{who}: cannot reach {self._base_url}: check the network or the "
-                               "base URL") from exc
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"{who}: {self._base_url} sent nothing for too long "
-                                  f"({type(exc).__name__}); retry, or pass a longer httpx timeout") from exc
-        except SSEError as exc:
-            raise ProtocolError(f"{who}: unreadable event stream from {self._base_url}: {exc}") from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise ServerError(f"{who}: the connection to {self._base_url} dropped mid-answer "
-                              f"({type(exc).__name__}); retry") from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"{who}: the request to {self._base_url} failed "
-                                f"({type(exc).__name__}: {exc})") from exc
+        except (httpx.HTTPError, SSEError) as exc:
+            raise transport_error(exc, who=who, base_url=self._base_url,
+                                  unreachable="check the network or the base URL") from exc
 
     async def aclose(self) -> None:
         if self._owns_client:

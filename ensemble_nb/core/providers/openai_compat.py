@@ -18,12 +18,10 @@ from contextlib import aclosing
 from typing import cast
 
 import httpx
-from httpx_sse import aconnect_sse
+from httpx_sse import SSEError, aconnect_sse
 
 from ensemble_nb.core.errors import (
-    ConnectError,
     ProtocolError,
-    ProviderError,
     ProviderTimeout,
     ServerError,
     UserError,
@@ -38,6 +36,7 @@ from ensemble_nb.core.providers.openai_wire import (
 )
 from ensemble_nb.core.providers.openrouter import routing_prefs, with_routing
 from ensemble_nb.core.providers.sse import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STREAM_BYTES, bound
+from ensemble_nb.core.providers.transport_errors import transport_error
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import StreamItem
 
@@ -161,19 +160,9 @@ class OpenAICompatProvider:
                 end.extra.update(notes)
                 yield end
                 return
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            message = f"cannot reach {self._base_url}: is the server running? {self._where()}"
-            raise ConnectError(message) from exc
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(
-                f"{who}: {self._base_url} sent nothing for too long ({type(exc).__name__}); the server may "
-                "be overloaded: retry, or pass a longer httpx timeout") from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise ServerError(f"{who}: the connection to {self._base_url} dropped mid-answer "
-                              f"({type(exc).__name__}); retry") from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"{who}: the request to {self._base_url} failed "
-                                f"({type(exc).__name__}: {exc})") from exc
+        except (httpx.HTTPError, SSEError) as exc:
+            raise transport_error(exc, who=who, base_url=self._base_url,
+                                  unreachable=f"is the server running? {self._where()}") from exc
 
     async def _error_body(self, response: httpx.Response) -> bytes:
         """The start of an error body (enough for its message), never more than a line's cap."""
