@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[-'’.][A-Za-z0-9]+)*")
-_CLAUSE_END = re.compile(r"[.;!?\n]|,\s(?:but|and|which|who|while|so)\b")
+_CLAUSE_END = re.compile(r"[.;!?\n]|,\s(?:but|and|which|who|while|so|as|because|since|not)\b")
 # Words that link a subject to what is said about it: the answer usually follows the last one.
 CUES = frozenset({"is", "was", "are", "were", "by", "called", "named", "be", "equals", "as"})
 STOPWORDS = frozenset("""
@@ -41,6 +41,8 @@ class AnswerSpan:
     start: int
     end: int
     text: str
+    echo: bool = False
+    """Every word of it is in the question: it repeats the question rather than answering it."""
 
     @property
     def empty(self) -> bool:
@@ -90,6 +92,7 @@ def find_answer_span(text: str, question: str = "", start: int = 0, end: int | N
     # A comma or dash between two words ends a run: "a German chemist, Otto Hahn" holds two.
     breaks = {i for i in range(1, len(words)) if re.search(r"[,:;()]", text[words[i - 1][1]:words[i][0]])}
     runs = _runs([i for i, (_, _, w) in enumerate(words) if content(w)], breaks)
+    echo = not runs
     if not runs:
         # Everything repeats the question ("The symbol of tungsten is tungsten."): the answer is
         # what follows the cue, even if it only echoes the question.
@@ -117,7 +120,7 @@ def find_answer_span(text: str, question: str = "", start: int = 0, end: int | N
 
     best = max(runs, key=score)
     a, b = words[best[0]][0], words[best[-1]][1]
-    return AnswerSpan(a, b, text[a:b])
+    return AnswerSpan(a, b, text[a:b], echo=echo and bool(asked))
 
 
 def _options(question: str) -> list[str]:

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ensemble_nb.core.answer_span import answer_tokens, find_answer_span
+from ensemble_nb.core.paths import cache_root
 
 UNKNOWN_CONFIDENCE = 0.5
 ENDS_IN_ANSWER = False
 CALIBRATION_ENV = "ENSEMBLE_NB_CALIBRATION"
-FEATURES = ("answer_entropy", "mean_entropy", "answer_logprob", "agreement", "semantic_entropy")
+FEATURES = ("answer_entropy", "mean_entropy", "answer_logprob", "agreement", "semantic_entropy", "echo")
 """The signals the combined score is fitted on, in this order."""
 
 
@@ -112,6 +113,8 @@ class AnswerSignals:
     semantic_entropy: float | None = None
     answer_start: int = 0
     answer_end: int = 0
+    echo: bool = False
+    """The answer only repeats words of the question."""
 
     @property
     def max_prob(self) -> float | None:
@@ -126,6 +129,7 @@ class AnswerSignals:
             _or(self.answer_logprob, -1.0),
             _or(self.agreement, 0.5),
             _or(self.semantic_entropy, 0.0),
+            float(self.echo),
         ]
 
 
@@ -141,11 +145,13 @@ def answer_signals(tokens: Sequence[Any], question: str = "") -> AnswerSignals:
     hs = [h for t in focus if (h := token_uncertainty(t)) is not None]
     lps = [t.logprob for t in focus if t.logprob is not None]
     return AnswerSignals(
-        answer_text=span.text,
+        # An echo of the question ("The element with the symbol Rh is Rh.") is no answer: it
+        # must not count as agreeing with another echo.
+        answer_text="" if span.echo else span.text,
         answer_entropy=sum(hs) if hs else None,
         mean_entropy=mean_uncertainty(tokens),
         answer_logprob=sum(lps) if lps else None,
-        answer_start=a, answer_end=b,
+        answer_start=a, answer_end=b, echo=span.echo,
     )
 
 
@@ -164,7 +170,7 @@ class LogisticMap:
 
 # Hand-set: about exp(-answer entropy) when alone, pulled up by agreement and down by
 # disagreement; used until the eval harness has fitted a calibration.
-DEFAULT_MAP = LogisticMap(coef=(-0.8, -0.3, 0.5, 2.0, -1.0), intercept=0.0)
+DEFAULT_MAP = LogisticMap(coef=(-0.8, -0.3, 0.5, 2.0, -1.0, -2.0), intercept=0.0)
 ENSEMBLE_KEY = "_ensemble"
 
 
@@ -205,10 +211,7 @@ class Calibration:
 
 def default_calibration_path() -> Path:
     env = os.environ.get(CALIBRATION_ENV)
-    if env:
-        return Path(env)
-    base = os.environ.get("ENSEMBLE_NB_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "ensemble_nb") / "calibration.json"
+    return Path(env).expanduser() if env else cache_root() / "calibration.json"
 
 
 _loaded: dict[Path, tuple[float, Calibration]] = {}

@@ -60,7 +60,7 @@ async def llm_synthesis(run: EnsembleRun, results: list[ModelResult], *, writer:
         return replace(fallback, strategy="llm", notes=(*fallback.notes, f"writer {writer} wrote nothing"))
     own = answer_signals(tokens, run.prompt)
     # Agreement of the rewrite: the share of the members whose answer means the same.
-    keys = [own.answer_text or text.strip(), *(m.signals.answer_text or m.result.text for m in scored)]
+    keys = [own.answer_text, *(m.signals.answer_text for m in scored)]
     clusters = cluster_answers(keys, [0.0, *(m.confidence for m in scored)], judge)
     signals = replace(own, agreement=peer_agreement(clusters, 0, len(keys)),
                       semantic_entropy=semantic_entropy(clusters))

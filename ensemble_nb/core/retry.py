@@ -74,14 +74,14 @@ class _AnswerScorer:
             if result.text.strip():
                 sig = answer_signals(result.tokens, self.question)
                 weight = math.exp(-sig.answer_entropy) if sig.answer_entropy is not None else 0.5
-                self.peers[model] = (sig.answer_text or result.text.strip(), weight)
+                self.peers[model] = (sig.answer_text, weight)
 
     def __call__(self, model: str, tokens: Sequence[TokenReceived | Token]) -> float:
         sig = answer_signals(tokens, self.question)
         others = [v for m, v in self.peers.items() if m != model]
         if others:
             own = math.exp(-sig.answer_entropy) if sig.answer_entropy is not None else 0.5
-            keys = [sig.answer_text or "".join(t.text for t in tokens).strip(), *(a for a, _ in others)]
+            keys = [sig.answer_text, *(a for a, _ in others)]
             clusters = cluster_answers(keys, [own, *(w for _, w in others)])
             sig = replace(sig, agreement=peer_agreement(clusters, 0, len(keys)),
                           semantic_entropy=semantic_entropy(clusters))
@@ -185,6 +185,10 @@ async def retry_span_counted(run: EnsembleRun, index: int, model: str | None = N
     accepted = bool(best.text[len(head_text):].strip()) and best.confidence > old_conf
     if accepted and old_cal is not None and best.calibrated is not None:
         accepted = best.calibrated > old_cal
+    if accepted and scorer is not None and old_tokens:
+        # Repeating the question ("... symbol Rh is Rh") never replaces an answer.
+        accepted = not (answer_signals([*head, *best.tokens], question).echo
+                        and not answer_signals(old_tokens, question).echo)
     updated = replace_span(synthesis, index, new) if accepted else synthesis
     event = SpanRetried(run_id=run.run_id, t=run.clock(), index=index, old=old, new=new,
                         accepted=accepted, synthesis=updated)

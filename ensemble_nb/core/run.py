@@ -40,7 +40,7 @@ from ensemble_nb.core.orchestrator.supervisor import TailSupervisor
 from ensemble_nb.core.providers.base import GenerationRequest, Provider
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.result import RunResult
-from ensemble_nb.core.synthesis import synthesize
+from ensemble_nb.core.synthesis import synthesize_run
 
 Retriever = Callable[[str], Awaitable[RetrievalDone | None]]
 Listener = Callable[[Event], None]
@@ -262,7 +262,7 @@ class EnsembleRun:
                     start(self.specs[mp.model], mp.deadlines, mp.reasoning_effort)
                 if self.supervisor is not None:
                     group.create_task(self.supervisor.watch(start), name=f"ensemble-{self.run_id}-supervisor")
-            synthesis = synthesize(list(self.result.models.values()), self.options.synthesis)
+            synthesis = await synthesize_run(self)
             if self.supervisor is not None and self.supervisor.notes:
                 synthesis = replace(synthesis, notes=(*synthesis.notes, *self.supervisor.notes))
             self.emit(SynthesisReady(run_id=self.run_id, t=self.clock(), synthesis=synthesis))

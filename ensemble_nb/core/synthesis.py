@@ -126,7 +126,8 @@ def _usable(results: Sequence[ModelResult]) -> tuple[list[ModelResult], bool]:
 
 def score_members(results: Sequence[ModelResult], question: str = "", calibration: Calibration | None = None,
                   judge: Judge | None = None) -> list[MemberAnswer]:
-    """Signals, meaning clusters and calibrated confidence of each usable member, best first."""
+    """Signals, meaning clusters and calibrated confidence of each usable member, best first
+    (members that only echo the question last)."""
     cal = calibration if calibration is not None else load_calibration()
     candidates, _ = _usable(results)
     if not candidates:
@@ -136,7 +137,7 @@ def score_members(results: Sequence[ModelResult], question: str = "", calibratio
     # score: the calibration is fitted on semantic entropy, so that must not depend on it.
     prior = [math.exp(-s.answer_entropy) if s.answer_entropy is not None else UNKNOWN_CONFIDENCE
              for s in alone]
-    keys = [s.answer_text or r.text.strip() for r, s in zip(candidates, alone, strict=True)]
+    keys = [s.answer_text for s in alone]  # an echo ("") agrees with nobody
     clusters = cluster_answers(keys, prior, judge)
     many = len(candidates) > 1
     h_sem = semantic_entropy(clusters) if many else None
@@ -146,7 +147,8 @@ def score_members(results: Sequence[ModelResult], question: str = "", calibratio
         full = replace(s, agreement=agree, semantic_entropy=h_sem)
         cid = next(j for j, c in enumerate(clusters) if i in c.members)
         out.append(MemberAnswer(r.model, r, full, cal.score(r.model, full), cid))
-    return sorted(out, key=lambda m: -m.confidence)
+    # A reply that only repeats the question is no answer: it never outranks one that answers.
+    return sorted(out, key=lambda m: (m.signals.echo, -m.confidence))
 
 
 def ensemble_confidence(best: MemberAnswer, calibration: Calibration | None = None) -> float:
@@ -186,8 +188,9 @@ def vote(results: Sequence[ModelResult], question: str = "", calibration: Calibr
     if not scored:
         return _empty("vote")
     weight: dict[int, float] = {}
+    answered = any(not m.signals.echo for m in scored)
     for m in scored:
-        weight[m.cluster] = weight.get(m.cluster, 0.0) + m.confidence
+        weight[m.cluster] = weight.get(m.cluster, 0.0) + (0.0 if m.signals.echo and answered else m.confidence)
     winner = max(weight, key=lambda c: (weight[c], -c))
     best = next(m for m in scored if m.cluster == winner)  # scored is best first
     total = sum(weight.values()) or 1.0

@@ -1,0 +1,1 @@
+"""Measuring the ensemble: accuracy, and how well each confidence signal predicts correctness."""
