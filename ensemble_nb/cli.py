@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None, help="a system prompt")
     p.add_argument("--effort", default=None, metavar="LEVEL",
                    help="reasoning effort: none, minimal, low, medium, high or a number of thinking tokens")
+    p.add_argument("--synthesis", default="best_confidence",
+                   help="how answers merge: best_confidence, vote, span_merge or llm")
+    p.add_argument("--retry-below", type=float, default=None, metavar="C",
+                   help="retry the synthesis spans whose confidence is below C (0 to 1); keep better ones")
     p.add_argument("--json", action="store_true", help="print every event as a JSON line instead")
     p.add_argument("--quiet", action="store_true", help="print only the summary, not the token stream")
     return p
@@ -42,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     prompt = " ".join(args.prompt)
     try:
         run = prepare(prompt, models=args.models, max_tokens=args.max_tokens, temperature=args.temperature,
-                      top_k=args.top_k, timeout=args.timeout, system=args.system, reasoning_effort=args.effort)
+                      top_k=args.top_k, timeout=args.timeout, system=args.system, reasoning_effort=args.effort,
+                      synthesis=args.synthesis, retry_below=args.retry_below)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,8 @@ from traitlets import Bool, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 # Settings that are options of a run (RunOptions fields); the others steer the magic itself.
-RUN_FIELDS = ("models", "max_tokens", "temperature", "top_p", "top_k", "timeout", "budget", "system", "seed")
+RUN_FIELDS = ("models", "max_tokens", "temperature", "top_p", "top_k", "timeout", "budget", "system", "seed",
+              "synthesis", "retry_below")
 
 
 class Ensemble(Configurable):
@@ -32,6 +33,10 @@ class Ensemble(Configurable):
     budget = Float(None, allow_none=True, help="Extra cost/time allowed, 0.25 = +25 %").tag(config=True)
     system = Unicode(None, allow_none=True, help="A system prompt sent with every run").tag(config=True)
     seed = Int(None, allow_none=True, help="Sampling seed").tag(config=True)
+    synthesis = Unicode(None, allow_none=True,
+                        help="How answers merge: best_confidence, vote, span_merge or llm").tag(config=True)
+    retry_below = Float(None, allow_none=True,
+                        help="Retry spans whose confidence is below this, 0 to 1").tag(config=True)
     out = Unicode("_ensemble", help="Variable that receives the run handle (await it for the result)",
                   ).tag(config=True)
     block = Bool(None, allow_none=True,
@@ -75,6 +80,8 @@ Options (a flag in the cell wins over %config Ensemble.NAME; quote values with s
   --budget B              extra cost/time allowed, 0.25 = +25 %
   --system TEXT           a system prompt
   --seed N                sampling seed
+  --synthesis NAME        how answers merge: best_confidence, vote, span_merge or llm
+  --retry-below C         retry the spans whose confidence is below C (0 to 1), keep better ones
   --effort LEVEL          reasoning effort: none, minimal, low, medium, high, or a number
                           of thinking tokens (each provider gets its own form of it)
   --rag SOURCE            retrieve passages from a folder/file path, or a variable holding

@@ -35,6 +35,8 @@ class MagicOptions(BaseModel):
     budget: float | None = None
     system: str | None = None
     seed: int | None = None
+    synthesis: str | None = None
+    retry_below: float | None = None
     effort: str | None = None
     rag: str | None = None
     out: str | None = None
