@@ -13,7 +13,6 @@ run's event loop; only the loop touches the run's state.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
@@ -197,7 +196,10 @@ class EnsembleRun:
         for q in self._queues:
             q.put_nowait(event)
         for listener in list(self._listeners):
-            listener(event)
+            try:
+                listener(event)
+            except Exception as exc:  # a broken view must not take the run down with it
+                self.errors.append(f"listener {listener!r} failed on {event.kind}: {exc!r}")
 
     def clock(self) -> float:
         return time.monotonic() - self._t0
@@ -245,7 +247,7 @@ class EnsembleRun:
                 if retrieved is not None:
                     self.context = tuple(p.text for p in retrieved.passages)
                     # The retriever cannot know the run: stamp the event as this run's.
-                    self.emit(dataclasses.replace(retrieved, run_id=self.run_id, t=self.clock()))
+                    self.emit(replace(retrieved, run_id=self.run_id, t=self.clock()))
             plan = self.plan = self._make_plan()
             self.emit(PlanChosen(run_id=self.run_id, t=self.clock(), primary=plan.primary, members=plan.models,
                                  reason=plan.reason, expected_cost=plan.expected_cost,
