@@ -180,3 +180,28 @@ async def test_cancelling_the_primary_by_hand_falls_back(tracker: LatencyTracker
     assert result.synthesis is not None and result.synthesis.chosen == "b"
     # The cut member's prompt is billed too, and counted.
     assert result.models["p"].usage.prompt_tokens > 0
+
+
+async def test_cancelling_by_hand_during_a_hedged_request(tracker: LatencyTracker) -> None:
+    """While both copies of the primary are in flight, the user cancels the original: the hedge
+    copy goes on and answers, and nothing is left running."""
+    warm(tracker, "a")
+    a = spec("a", quality=0.9, hedge_endpoints=(HedgeEndpoint(name="alt"),))
+    providers = {"a": ScriptedProvider("a", steps_from_text("late answer."), first_token_delay=1.0),
+                 "a@alt": ScriptedProvider("a@alt", steps_from_text("hedged answer."), first_token_delay=0.3,
+                                           token_delay=0.01)}
+    policy = BudgetPolicy(deadline_rules=DeadlineRules(first_token_floor=2.0, min_samples=20, hedge_floor=0.01),
+                          hedge=HedgeLimiter(rate=0.05, burst=1.0))
+    run = make_run([a], providers, tracker, policy).start()
+    async for event in run.events():
+        if isinstance(event, ModelStarted) and event.model == "a@alt":  # the hedge has fired
+            run.cancel_model("a")
+            run.cancel_model("a")  # twice: still one end event
+    result = await run
+    original = ends(result)["a"]
+    assert isinstance(original, ModelCancelled) and original.reason == "user"
+    assert sum(isinstance(e, ModelCancelled) and e.model == "a" for e in result.events) == 1
+    assert isinstance(ends(result)["a@alt"], ModelFinished)
+    assert result.text == "hedged answer."
+    assert all(p.closed_streams == len(p.requests) for p in providers.values())
+    assert {t for t in asyncio.all_tasks() if t is not asyncio.current_task()} == set()
