@@ -11,14 +11,14 @@ exploring never changes the answer the ensemble gave.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ensemble_nb.core.entropy import aggregate
 from ensemble_nb.core.errors import UserError
 from ensemble_nb.core.events import TokenReceived
-from ensemble_nb.core.tokens import Completion, Token
+from ensemble_nb.core.providers.base import generate
+from ensemble_nb.core.tokens import Token
 
 if TYPE_CHECKING:
     from ensemble_nb.core.run import EnsembleRun
@@ -89,21 +89,11 @@ async def branch(run: EnsembleRun, model: str, index: int, alternative_text: str
     tokens = _check(run, model, index)
     prefix = branch_prefix(tokens, index, alternative_text)
     provider = run.provider_factory(run.specs[model])
-    try:
-        if not provider.capabilities.prefix:
-            raise UserError(f"'{model}' cannot branch: its provider cannot continue from a given prefix "
-                            "(branch a local model such as smollm2 or gemma3 instead)")
-        request = run.request(prefix=prefix, max_tokens=max_tokens)
-        out: list[Token] = []
-        finish = "length"
-        async with aclosing(provider.stream(request)) as stream:
-            async for item in stream:
-                if isinstance(item, Token):
-                    out.append(item)
-                elif isinstance(item, Completion):
-                    finish = item.finish_reason
-    finally:
+    if not provider.capabilities.prefix:
         await provider.aclose()
+        raise UserError(f"'{model}' cannot branch: its provider cannot continue from a given prefix "
+                        "(branch a local model such as smollm2 or gemma3 instead)")
+    out, finish = await generate(provider, run.request(prefix=prefix, max_tokens=max_tokens))
     notes = () if any(a.text == alternative_text for a in tokens[index].alternatives) else (
         "the alternative is not one of the token's top-k: it was given by hand",)
     return Branch(model=model, index=index, alternative=alternative_text, original=tokens[index].text,

@@ -9,16 +9,15 @@ answer, with its agreement measured against the members' meaning clusters.
 
 from __future__ import annotations
 
-from contextlib import aclosing
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ensemble_nb.core.agreement import Judge, cluster_answers, peer_agreement, semantic_entropy
 from ensemble_nb.core.confidence import Calibration, answer_signals, load_calibration
 from ensemble_nb.core.events import Synthesis
+from ensemble_nb.core.providers.base import generate
 from ensemble_nb.core.result import ModelResult
 from ensemble_nb.core.synthesis import MemberAnswer, score_members, spans_of, vote
-from ensemble_nb.core.tokens import Token
 
 if TYPE_CHECKING:
     from ensemble_nb.core.run import EnsembleRun
@@ -44,17 +43,10 @@ async def llm_synthesis(run: EnsembleRun, results: list[ModelResult], *, writer:
     if writer not in run.specs:
         raise ValueError(f"the writer '{writer}' is not a member of this run")
     request = run.request(prompt=synthesis_prompt(run.prompt, scored), context=())
-    provider = run.provider_factory(run.specs[writer])
-    tokens: list[Token] = []
     try:
-        async with aclosing(provider.stream(request)) as stream:
-            async for item in stream:
-                if isinstance(item, Token):
-                    tokens.append(item)
+        tokens, _ = await generate(run.provider_factory(run.specs[writer]), request)
     except Exception as exc:  # a failing writer must not lose the members' answers
         return replace(fallback, strategy="llm", notes=(*fallback.notes, f"writer {writer} failed: {exc}"))
-    finally:
-        await provider.aclose()
     text = "".join(t.text for t in tokens)
     if not text.strip():
         return replace(fallback, strategy="llm", notes=(*fallback.notes, f"writer {writer} wrote nothing"))

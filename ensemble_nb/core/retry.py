@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ from ensemble_nb.core.confidence import Calibration, answer_signals, load_calibr
 from ensemble_nb.core.entropy import aggregate
 from ensemble_nb.core.errors import UserError
 from ensemble_nb.core.events import Span, SpanRetried, TokenReceived
+from ensemble_nb.core.providers.base import generate
 from ensemble_nb.core.synthesis import first_sentence, replace_span
 from ensemble_nb.core.tokens import Token
 
@@ -93,17 +93,8 @@ async def _generate(run: EnsembleRun, model: str, prefix: str, max_tokens: int, 
     request = run.request(
         prefix=prefix, max_tokens=max_tokens, seed=seed,
         temperature=max(run.options.temperature, 0.7) if sample else run.options.temperature)
-    provider = run.provider_factory(run.specs[model])
-    tokens: list[Token] = []
-    try:
-        async with aclosing(provider.stream(request)) as stream:
-            async for item in stream:
-                if isinstance(item, Token):
-                    tokens.append(item)
-                    if len(first_sentence(tokens)) < len(tokens):
-                        break
-    finally:
-        await provider.aclose()
+    tokens, _ = await generate(run.provider_factory(run.specs[model]), request,
+                               stop=lambda so_far: len(first_sentence(so_far)) < len(so_far))
     return tokens
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ensemble_nb.core.agreement import Judge, cluster_answers, peer_agreement, semantic_entropy
 from ensemble_nb.core.confidence import (
@@ -30,6 +30,7 @@ from ensemble_nb.core.confidence import (
     UNKNOWN_CONFIDENCE,
     AnswerSignals,
     Calibration,
+    ScoredToken,
     answer_signals,
     load_calibration,
     span_focus_confidence,
@@ -48,18 +49,8 @@ __all__ = ["STRATEGIES", "UNKNOWN_CONFIDENCE", "MemberAnswer", "best_confidence"
            "first_sentence", "replace_span", "score_members", "segment", "spans_of", "synthesize"]
 
 
-class Scored(Protocol):
-    """A token as a provider streams it or as an event carries it."""
-
-    @property
-    def text(self) -> str: ...
-    @property
-    def logprob(self) -> float | None: ...
-    @property
-    def entropy(self) -> float | None: ...
-
-
-T = TypeVar("T", bound=Scored)
+Scored = ScoredToken  # a token as a provider streams it or as an event carries it
+T = TypeVar("T", bound=ScoredToken)
 
 
 def confidence(tokens: Sequence[Scored]) -> float:

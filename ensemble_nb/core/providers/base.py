@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ensemble_nb.core.tokens import StreamItem
+from ensemble_nb.core.tokens import Completion, StreamItem, Token
 
 
 class Message(BaseModel):
@@ -78,3 +79,25 @@ class Provider(Protocol):
     def stream(self, request: GenerationRequest) -> AsyncGenerator[StreamItem, None]: ...
 
     async def aclose(self) -> None: ...
+
+
+async def generate(provider: Provider, request: GenerationRequest,
+                   stop: Callable[[list[Token]], bool] | None = None) -> tuple[list[Token], str]:
+    """Stream ``request`` from ``provider`` outside a run's members (retries, branches, the LLM
+    synthesizer): the tokens and the finish reason. Closes ``provider`` whatever happens; ``stop``
+    ends the stream early once it returns True for the tokens so far (finish reason "stop")."""
+    tokens: list[Token] = []
+    finish = "length"
+    try:
+        async with aclosing(provider.stream(request)) as stream:
+            async for item in stream:
+                if isinstance(item, Token):
+                    tokens.append(item)
+                    if stop is not None and stop(tokens):
+                        finish = "stop"
+                        break
+                elif isinstance(item, Completion):
+                    finish = item.finish_reason
+    finally:
+        await provider.aclose()
+    return tokens, finish
