@@ -15,8 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.gemini_mock import CountingStream
-from tests.openai_mock import MockToken, tokens_from_text
+from tests.openai_mock import CountingStream, MockServerBase, MockToken, tokens_from_text
 
 __all__ = ["MockAnthropicServer", "MockToken", "anthropic_error_body", "tokens_from_text"]
 
@@ -25,7 +24,7 @@ def anthropic_error_body(kind: str, message: str) -> bytes:
     return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
 
 
-class MockAnthropicServer:
+class MockAnthropicServer(MockServerBase):
     """A MockTransport handler. ``status``/``error_body``/``headers`` answer an error;
     ``error_after`` sends an in-stream ``error`` event of ``error_kind`` after that many tokens;
     ``stop_reason`` replaces the natural one; ``send_stop`` False ends the stream early."""
@@ -45,17 +44,7 @@ class MockAnthropicServer:
         self.thinking_text = thinking_text
         self.send_stop = send_stop
         self.delay = delay
-        self.requests: list[httpx.Request] = []
-        self.bodies: list[dict[str, Any]] = []
-        self.opened = 0
-        self.closed = 0
-
-    @property
-    def open_streams(self) -> int:
-        return self.opened - self.closed
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+        super().__init__()
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)

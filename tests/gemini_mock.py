@@ -10,40 +10,18 @@ Google's ``{"error": {"code", "message", "status", "details"}}`` body.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import random
 import zlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from tests.openai_mock import MockToken, tokens_from_text
+from tests.openai_mock import CountingStream, MockServerBase, MockToken, tokens_from_text
 
 __all__ = ["CountingStream", "MockGeminiServer", "MockToken", "google_error", "tokens_from_text"]
-
-
-class CountingStream(httpx.AsyncByteStream):
-    """A response body that yields its pieces (after a delay each) and counts closes on ``counter``."""
-
-    def __init__(self, counter: Any, pieces: Sequence[bytes], delay: float) -> None:
-        self._counter = counter
-        self._pieces = pieces
-        self._delay = delay
-        self._closed = False
-        counter.opened += 1
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for piece in self._pieces:
-            await asyncio.sleep(self._delay)  # yields to the loop as a socket read would
-            yield piece
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._counter.closed += 1
 
 
 def google_error(code: int, message: str, status: str, details: Sequence[Mapping[str, Any]] = ()) -> bytes:
@@ -51,7 +29,7 @@ def google_error(code: int, message: str, status: str, details: Sequence[Mapping
                                  "details": list(details)}}).encode()
 
 
-class MockGeminiServer:
+class MockGeminiServer(MockServerBase):
     """A MockTransport handler. ``status``/``error_body`` answer an error; ``refuse_logprobs``
     answers 400 to any request asking for logprobs; ``ignore_logprobs`` drops them silently;
     ``finish_reason`` replaces the last chunk's reason; ``block_prompt`` sends only a
@@ -77,17 +55,7 @@ class MockGeminiServer:
         self.send_finish = send_finish
         self.content_type = content_type
         self.delay = delay
-        self.requests: list[httpx.Request] = []
-        self.bodies: list[dict[str, Any]] = []
-        self.opened = 0
-        self.closed = 0
-
-    @property
-    def open_streams(self) -> int:
-        return self.opened - self.closed
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+        super().__init__()
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)

@@ -54,10 +54,31 @@ def tokens_from_text(text: str, confidence: float = 0.8, spread: int = 4) -> lis
     return [MockToken(w, {w: confidence, **{f"{w}~{j}": rest for j in range(spread)}}) for w in words]
 
 
+class MockServerBase:
+    """What every vendor's fake server records: requests, their JSON bodies, and how many
+    response streams it opened and saw closed (a harness asserts none is left open)."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.opened = 0
+        self.closed = 0
+
+    @property
+    def open_streams(self) -> int:
+        return self.opened - self.closed
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self)  # type: ignore[arg-type]  # subclasses are the handler
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self.transport())
+
+
 class CountingStream(httpx.AsyncByteStream):
     """A response body that yields its pieces (with an optional delay) and counts closes."""
 
-    def __init__(self, server: MockOpenAIServer, pieces: Sequence[bytes], delay: float) -> None:
+    def __init__(self, server: MockServerBase, pieces: Sequence[bytes], delay: float) -> None:
         self._server = server
         self._pieces = pieces
         self._delay = delay
@@ -77,7 +98,7 @@ class CountingStream(httpx.AsyncByteStream):
             self._server.closed += 1
 
 
-class MockOpenAIServer:
+class MockOpenAIServer(MockServerBase):
     """Call it with an ``httpx.Request`` (it is a MockTransport handler).
 
     ``status``/``error_body``/``headers`` make it answer an error instead; ``raw_events`` replaces
@@ -119,20 +140,7 @@ class MockOpenAIServer:
         self.send_usage = send_usage
         self.send_done = send_done
         self.delay = delay
-        self.requests: list[httpx.Request] = []
-        self.bodies: list[dict[str, Any]] = []
-        self.opened = 0
-        self.closed = 0
-
-    @property
-    def open_streams(self) -> int:
-        return self.opened - self.closed
-
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self)
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=self.transport())
+        super().__init__()
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
