@@ -13,7 +13,6 @@ that has closed), nothing else can touch the widgets, and the callback flushes i
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import threading
@@ -37,17 +36,10 @@ from ensemble_nb.widgets.colors import legend_html
 from ensemble_nb.widgets.entropy_plot import EntropyPlot
 from ensemble_nb.widgets.payload import format_cost
 from ensemble_nb.widgets.synthesis_pane import SynthesisPanel
-from ensemble_nb.widgets.ticker import RenderTicker
+from ensemble_nb.widgets.ticker import RenderTicker, running_loop
 from ensemble_nb.widgets.token_pane import ModelPane
 
 log = logging.getLogger(__name__)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 class EnsembleView(w.VBox):  # type: ignore[misc]
@@ -67,7 +59,7 @@ class EnsembleView(w.VBox):  # type: ignore[misc]
         models = list(run.specs)
         self.panes = {m: ModelPane(run, m, self._wake) for m in models}
         self.plot = EntropyPlot(models, window=window)
-        self.synthesis = SynthesisPanel(run, self._wake, _running_loop())
+        self.synthesis = SynthesisPanel(run, self._wake, running_loop())
         self.header = w.HTML(self._header_html())
         self.header.add_class("enb-header")
         legend = w.HTML(legend_html())
@@ -84,7 +76,7 @@ class EnsembleView(w.VBox):  # type: ignore[misc]
 
     def _attach(self) -> None:
         loop = self.run.loop
-        if loop is not None and loop.is_running() and loop is not _running_loop():
+        if loop is not None and loop.is_running() and loop is not running_loop():
             # The run streams on another thread's loop: subscribe there, so the replay and
             # the live events reach the listener in order, on the loop that will tick.
             attached = threading.Event()
@@ -106,7 +98,7 @@ class EnsembleView(w.VBox):  # type: ignore[misc]
             # The loop stopped (or never took the listener): the run is over, replay it here.
         if self._claim_listener():
             self.run.add_listener(self._on_event)
-            if _running_loop() is None:  # a replay outside any loop: nobody will tick, draw now
+            if running_loop() is None:  # a replay outside any loop: nobody will tick, draw now
                 self._ticker.flush_now(final=True)
 
     def _claim_listener(self) -> bool:

@@ -32,6 +32,7 @@ from ensemble_nb.core.sampling import OTHER, Distribution
 from ensemble_nb.core.tokens import Token
 from ensemble_nb.widgets.colors import entropy_color, format_entropy
 from ensemble_nb.widgets.payload import token_payload
+from ensemble_nb.widgets.ticker import running_loop
 from ensemble_nb.widgets.token_pane import STATIC
 
 _CHOSEN, _PICKED, _OTHER_BAR, _BAR = "#2563eb", "#7c3aed", "#bbbbbb", "#93c5fd"
@@ -46,20 +47,13 @@ class TokenGrid(anywidget.AnyWidget):
     branched = t.List(t.Unicode()).tag(sync=True)  # "model:index" of tokens branched from
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 class TokenExplorer(w.VBox):  # type: ignore[misc]
     """Explore a run's tokens. ``run`` is the handle (needed to branch) or a finished result."""
 
     def __init__(self, run: EnsembleRun | RunResult, *, max_tokens: int = DEFAULT_BRANCH_TOKENS) -> None:
         self.run = run if isinstance(run, EnsembleRun) else None
         self.result = run.result if isinstance(run, EnsembleRun) else run
-        self._home_loop = _running_loop()
+        self._home_loop = running_loop()
         self._lock = threading.Lock()
         self.branches: list[Branch] = []
         self.errors: list[str] = []

@@ -20,6 +20,14 @@ Flush = Callable[[bool], tuple[int, bool]]
 """``flush(final)`` -> (messages sent, still has something to send later)."""
 
 
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class RenderTicker:
     def __init__(self, flush: Flush, *, rate: float = 12.0, min_interval: float = 0.1) -> None:
         self._flush = flush
