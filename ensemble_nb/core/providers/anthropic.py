@@ -28,15 +28,14 @@ from ensemble_nb.core.errors import (
 )
 from ensemble_nb.core.providers import effort
 from ensemble_nb.core.providers.base import Capabilities, GenerationRequest
+from ensemble_nb.core.providers.http_base import HttpProvider, transport_error
 from ensemble_nb.core.providers.openai_wire import parse_retry_after, server_message
 from ensemble_nb.core.providers.sse import bound
-from ensemble_nb.core.providers.transport_errors import transport_error
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import Completion, StreamItem, Token, Usage
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"
 ANTHROPIC_VERSION = "2023-06-01"
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 
 _CONTEXT_RE = re.compile(r"prompt is too long|context window|too many (?:input )?tokens", re.IGNORECASE)
 _ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
@@ -195,20 +194,13 @@ class AnthropicParser:
         return Completion(finish, Usage(prompt, max(self.output_tokens, self.tokens)), extra)
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """Streams one Messages API call per :meth:`stream` call (key in ``x-api-key``)."""
 
     def __init__(self, spec: ModelSpec, client: httpx.AsyncClient | None = None, *,
                  api_key: str | None = None, timeout: httpx.Timeout | None = None) -> None:
-        self._spec = spec
+        super().__init__(spec, client, timeout, api_key)
         self._base_url = (spec.resolved_base_url() or ANTHROPIC_BASE_URL).rstrip("/")
-        self._api_key = (api_key if api_key is not None else spec.api_key()) or None
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout or DEFAULT_TIMEOUT)
-
-    @property
-    def model_id(self) -> str:
-        return self._spec.id
 
     @property
     def capabilities(self) -> Capabilities:
@@ -258,6 +250,3 @@ class AnthropicProvider:
             raise transport_error(exc, who=who, base_url=self._base_url,
                                   unreachable="check the network or ANTHROPIC_BASE_URL") from exc
 
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()

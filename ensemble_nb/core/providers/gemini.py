@@ -31,21 +31,20 @@ from ensemble_nb.core.providers.gemini_wire import (
     refuses_logprobs,
     retry_delay,
 )
+from ensemble_nb.core.providers.http_base import HttpProvider, transport_error
 from ensemble_nb.core.providers.openai_wire import stream_error
 from ensemble_nb.core.providers.sse import bound
-from ensemble_nb.core.providers.transport_errors import transport_error
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import StreamItem
 
 # Re-exported: the wire-format names used to live here.
-__all__ = ["DEFAULT_TIMEOUT", "GEMINI_BASE_URL", "MAX_STOP_SEQUENCES", "GeminiParser", "GeminiProvider",
+__all__ = ["GEMINI_BASE_URL", "MAX_STOP_SEQUENCES", "GeminiParser", "GeminiProvider",
            "build_body", "gemini_error", "retry_delay", "vertex_base_url"]
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 VERTEX_TOKEN_ENV = "VERTEX_ACCESS_TOKEN"
 VERTEX_PROJECT_ENVS = ("VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT")
 VERTEX_LOCATION_ENVS = ("VERTEX_LOCATION", "GOOGLE_CLOUD_LOCATION")
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 
 
 def vertex_base_url(project: str, location: str) -> str:
@@ -57,7 +56,7 @@ def _first_env(names: tuple[str, ...]) -> str | None:
     return next((os.environ[n] for n in names if os.environ.get(n)), None)
 
 
-class GeminiProvider:
+class GeminiProvider(HttpProvider):
     """Streams one ``streamGenerateContent`` call per :meth:`stream` call.
 
     The Generative Language API gets the key in ``x-goog-api-key`` (never in the URL, where it
@@ -68,7 +67,7 @@ class GeminiProvider:
     def __init__(self, spec: ModelSpec, client: httpx.AsyncClient | None = None, *,
                  api_key: str | None = None, timeout: httpx.Timeout | None = None,
                  project: str | None = None, location: str | None = None) -> None:
-        self._spec = spec
+        super().__init__(spec, client, timeout, api_key)
         self._vertex = "vertex" in spec.tags
         base = spec.resolved_base_url()
         if base is None and self._vertex:
@@ -78,13 +77,6 @@ class GeminiProvider:
                                 "export GOOGLE_CLOUD_PROJECT=your-project (and GOOGLE_CLOUD_LOCATION)")
             base = vertex_base_url(project, location or _first_env(VERTEX_LOCATION_ENVS) or "us-central1")
         self._base_url = (base or GEMINI_BASE_URL).rstrip("/")
-        self._api_key = (api_key if api_key is not None else spec.api_key()) or None
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout or DEFAULT_TIMEOUT)
-
-    @property
-    def model_id(self) -> str:
-        return self._spec.id
 
     @property
     def capabilities(self) -> Capabilities:
@@ -147,6 +139,3 @@ class GeminiProvider:
             raise transport_error(exc, who=who, base_url=self._base_url,
                                   unreachable="check the network or the base URL") from exc
 
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()

@@ -27,6 +27,7 @@ from ensemble_nb.core.errors import (
     UserError,
 )
 from ensemble_nb.core.providers.base import Capabilities, GenerationRequest
+from ensemble_nb.core.providers.http_base import HttpProvider, transport_error
 from ensemble_nb.core.providers.openai_wire import (
     ChunkParser,
     build_body,
@@ -36,17 +37,15 @@ from ensemble_nb.core.providers.openai_wire import (
 )
 from ensemble_nb.core.providers.openrouter import routing_prefs, with_routing
 from ensemble_nb.core.providers.sse import DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_STREAM_BYTES, bound
-from ensemble_nb.core.providers.transport_errors import transport_error
 from ensemble_nb.core.registry import ModelSpec
 from ensemble_nb.core.tokens import StreamItem
 
 __all__ = ["OpenAICompatProvider", "ProviderTimeout"]
 
 # Generous read timeout: a large model may think for a long time before its first token.
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(HttpProvider):
     """Streams one chat completion per :meth:`stream` call.
 
     Without ``client`` the provider makes its own and closes it in :meth:`aclose`; an injected
@@ -68,17 +67,10 @@ class OpenAICompatProvider:
         if not base_url:
             where = f"set {spec.base_url_env}" if spec.base_url_env else "give its spec a base_url"
             raise UserError(f"model '{spec.id}' has no server address: {where}")
-        self._spec = spec
+        super().__init__(spec, client, timeout, api_key)
         self._base_url = base_url.rstrip("/")
-        self._api_key = (api_key if api_key is not None else spec.api_key()) or None
-        self._owns_client = client is None
         self.max_line_bytes = max_line_bytes
         self.max_stream_bytes = max_stream_bytes
-        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout or DEFAULT_TIMEOUT)
-
-    @property
-    def model_id(self) -> str:
-        return self._spec.id
 
     @property
     def capabilities(self) -> Capabilities:
@@ -174,9 +166,6 @@ class OpenAICompatProvider:
                     break
         return bytes(body)
 
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
 
 
 def _chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:

@@ -1,7 +1,9 @@
-"""httpx and httpx-sse failures as the project's error types: one line, what to do, no secret.
+"""What every HTTP provider shares: its spec, its httpx client and who closes that client, and
+how transport failures become the project's errors.
 
-Every HTTP provider maps transport failures the same way; only the hint for an unreachable
-server differs (which variable or setting points at it).
+A client passed in (tests' MockTransport, a client shared by a run's remote members) belongs to
+the caller; a client the provider made itself is closed by :meth:`aclose`. Transport failures
+map the same way for every vendor; only the hint for an unreachable server differs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,26 @@ from ensemble_nb.core.errors import (
     ProviderTimeout,
     ServerError,
 )
+from ensemble_nb.core.registry import ModelSpec
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=30.0)
+
+
+class HttpProvider:
+    def __init__(self, spec: ModelSpec, client: httpx.AsyncClient | None, timeout: httpx.Timeout | None,
+                 api_key: str | None) -> None:
+        self._spec = spec
+        self._api_key = (api_key if api_key is not None else spec.api_key()) or None
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout or DEFAULT_TIMEOUT)
+
+    @property
+    def model_id(self) -> str:
+        return self._spec.id
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
 
 
 def transport_error(exc: httpx.HTTPError | SSEError, *, who: str, base_url: str,
