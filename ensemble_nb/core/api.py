@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,27 +70,15 @@ async def run_async(prompt: str, **kwargs: Any) -> RunResult:
 
 def run(prompt: str, **kwargs: Any) -> RunResult:
     """Run an ensemble to completion, blocking. Works inside a running loop too (a notebook):
-    the run then gets a loop of its own on a worker thread."""
+    the run then goes to a worker thread's loop while this thread waits."""
     ensemble = prepare(prompt, **kwargs)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(ensemble.wait())
-    box: dict[str, Any] = {}
+    from ensemble_nb.core.blocking import run_blocking
 
-    def target() -> None:
-        try:
-            box["result"] = asyncio.run(ensemble.wait())
-        except BaseException as exc:  # handed back to the caller's thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=target, name="ensemble-run", daemon=True)
-    worker.start()
-    worker.join()
-    if "error" in box:
-        raise box["error"]
-    result: RunResult = box["result"]
-    return result
+    return run_blocking(ensemble)
 
 
 def _spec_for_given(model: str) -> ModelSpec:
